@@ -1,0 +1,123 @@
+"""Everything that differs between CPU, CUDA and MPS lives here.
+
+* :func:`get_device` picks the accelerator (CUDA, then MPS, then CPU).
+* :func:`autocast_dtype` picks mixed precision only where the hardware has it natively.
+* :func:`use_channels_last` says whether convolutions prefer NHWC memory.
+* :class:`Profile` / :func:`get_profile` size the experiments to the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+PROFILES = ("quick", "standard", "paper")
+
+
+def get_device(prefer: str | torch.device | None = None) -> torch.device:
+    """The device to run on: ``prefer`` (or ``FEWSHOT_DEVICE``) if given, else CUDA, MPS, CPU."""
+    prefer = prefer or os.environ.get("FEWSHOT_DEVICE")
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False  # not Linux: do not guess
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``device``, or ``None`` for plain float32.
+
+    Args:
+        device: where the model runs.
+        precision: ``"auto"`` (bfloat16 on CPUs with native bf16 and on CUDA GPUs that
+            support it, float16 on older CUDA GPUs, float32 elsewhere), or one of
+            ``"float32"``, ``"bfloat16"``, ``"float16"`` to force it. Overridable with
+            the ``FEWSHOT_PRECISION`` environment variable.
+    """
+    precision = os.environ.get("FEWSHOT_PRECISION", precision) if precision == "auto" else precision
+    device = torch.device(device)
+    named = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if precision in named:
+        return named[precision]
+    if precision != "auto":
+        raise ValueError(f"precision must be 'auto', 'float32', 'bfloat16' or 'float16', got {precision!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None  # MPS, meta and CPUs that would emulate bf16: float32
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None):
+    """A ``torch.autocast`` context for ``device`` (a no-op when ``dtype`` is None)."""
+    device = torch.device(device)
+    enabled = dtype is not None and device.type in ("cpu", "cuda", "mps")
+    return torch.autocast(device_type=device.type if enabled else "cpu", dtype=dtype, enabled=enabled)
+
+
+def use_channels_last(device: torch.device | str) -> bool:
+    """NHWC memory format helps convolutions on CPU and CUDA (not needed on MPS/meta)."""
+    return torch.device(device).type in ("cpu", "cuda")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big the experiments are.
+
+    ``quick``: a 2-core CPU, about two minutes a chapter. ``standard``: one GPU,
+    near-paper numbers. ``paper``: the papers' own protocols.
+    """
+
+    name: str
+
+    def pick(self, quick: T, standard: T, paper: T | None = None) -> T:
+        """The value for this profile (``paper`` falls back to ``standard``)."""
+        if self.name == "quick":
+            return quick
+        if self.name == "paper" and paper is not None:
+            return paper
+        return standard
+
+    @property
+    def eval_episodes(self) -> int:
+        """Evaluation episodes per setting (600 in most papers, 1000 for ours on a GPU)."""
+        return self.pick(quick=300, standard=1000, paper=1000)
+
+
+def get_profile(name: str | None = None, device: torch.device | str | None = None) -> Profile:
+    """The profile named, else ``FEWSHOT_PROFILE``, else ``standard`` on a GPU, ``quick`` otherwise."""
+    name = name or os.environ.get("FEWSHOT_PROFILE")
+    if not name:
+        dev = torch.device(device) if device is not None else get_device()
+        name = "quick" if dev.type == "cpu" else "standard"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; set FEWSHOT_PROFILE to one of {', '.join(PROFILES)}")
+    return Profile(name)
