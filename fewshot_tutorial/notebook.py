@@ -1,0 +1,133 @@
+"""What every chapter's first cell calls: one set-up for Colab, local CPU and GPU.
+
+``setup()`` seeds everything, picks the device and the profile, finds (or on Colab
+downloads) Omniglot, and says what it chose. ``load_or_compute`` / ``load_or_train``
+keep long results as small artefacts with their provenance, so a chapter re-run (or
+the book build after CI's nbval run) does not train twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoints import load_checkpoint, save_checkpoint
+from .data.omniglot import SOURCES, default_root, find_source
+from .device import Profile, get_device, get_profile, seed_everything
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What ``setup()`` chose."""
+
+    device: torch.device
+    profile: Profile
+    data_root: Path
+    seed: int
+
+    def __iter__(self):  # allows ``device, profile, root, seed = setup()``
+        return iter((self.device, self.profile, self.data_root, self.seed))
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def setup(seed: int = 0, profile: str | None = None, device: str | None = None,
+          download: bool | None = None, quiet: bool = False) -> Setup:
+    """Seed, device, profile and data for a chapter.
+
+    Args:
+        seed: seeds Python, NumPy and PyTorch.
+        profile: ``quick`` / ``standard`` / ``paper`` (default: ``FEWSHOT_PROFILE``,
+            else ``standard`` on a GPU and ``quick`` on a CPU).
+        device: force a device (default: CUDA, then MPS, then CPU).
+        download: fetch Omniglot with torchvision when it is missing (default: on Colab,
+            or when ``FEWSHOT_DOWNLOAD=1``).
+    """
+    seed_everything(seed)
+    dev = get_device(device)
+    prof = get_profile(profile, dev)
+    root = default_root()
+    if download is None:
+        download = in_colab() or os.environ.get("FEWSHOT_DOWNLOAD") == "1"
+    missing = [s for s in SOURCES if find_source(root, s) is None]
+    if missing and download:
+        from .data.omniglot import _download
+
+        _download(root)
+    elif missing:
+        raise FileNotFoundError(
+            f"Omniglot not found under {root}. Set FEWSHOT_DATA to a folder with "
+            "images_background.zip and images_evaluation.zip, or run setup(download=True)."
+        )
+    try:  # figures that read well in the HTML book
+        import matplotlib.pyplot as plt
+
+        plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "axes.spines.top": False,
+                             "axes.spines.right": False})
+    except ImportError:  # pragma: no cover
+        pass
+    if not quiet:
+        print(f"device={dev.type}, profile={prof.name}, seed={seed}, data={root}")
+    return Setup(dev, prof, root, seed)
+
+
+def results_dir() -> Path:
+    """Where artefacts are kept: ``FEWSHOT_RESULTS`` or ``<user cache>/results``."""
+    env = os.environ.get("FEWSHOT_RESULTS")
+    if env:
+        return Path(env).expanduser()
+    from .data.omniglot import _user_cache
+
+    return _user_cache() / "results"
+
+
+def _key(name: str, config: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return results_dir() / f"{name}-{digest}"
+
+
+def load_or_compute(name: str, config: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Return the JSON result stored for ``(name, config)``, computing and saving it if absent.
+
+    Set ``FEWSHOT_RECOMPUTE=1`` to ignore stored results.
+    """
+    path = _key(name, config).with_suffix(".json")
+    if path.is_file() and os.environ.get("FEWSHOT_RECOMPUTE") != "1":
+        return json.loads(path.read_text())["result"]
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"config": config, "result": result}, indent=1, default=str))
+    os.replace(tmp, path)
+    return result
+
+
+def load_or_train(name: str, config: dict[str, Any], model: nn.Module,
+                  fit: Callable[[nn.Module], Any], device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load weights stored for ``(name, config)`` into ``model``, or train it with ``fit``.
+
+    ``fit(model)`` trains in place and returns a :class:`~fewshot_tutorial.training.History`
+    (or anything with ``losses``, ``seconds`` and ``provenance``). Returns the model (on
+    ``device``) and a dict with ``losses``, ``seconds`` and ``provenance``.
+    """
+    path = _key(name, config).with_suffix(".pt")
+    if path.is_file() and os.environ.get("FEWSHOT_RECOMPUTE") != "1":
+        state, saved = load_checkpoint(path, map_location=device)
+        model.load_state_dict(state)
+        return model.to(device), saved["history"]
+    hist = fit(model)
+    record = {"losses": list(hist.losses), "seconds": hist.seconds, "provenance": hist.provenance,
+              "metrics": getattr(hist, "metrics", {})}
+    save_checkpoint(path, model, {"config": config, "history": record})
+    return model.to(device), record
