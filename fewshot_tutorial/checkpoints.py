@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,5 +44,5 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
         return payload["state_dict"], json.loads(payload["config"])
-    except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as e:
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, struct.error, pickle.UnpicklingError) as e:
         raise ValueError(f"{path} is not a fewshot_tutorial checkpoint ({e})") from e

@@ -9,6 +9,7 @@ budget in steps or seconds, a progress bar, a loss history and a provenance reco
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -151,8 +152,12 @@ def train(
         with autocast(device, dtype):
             out = loss_fn(batch)
         loss, metrics = (out if isinstance(out, tuple) else (out, {}))
-        if not torch.isfinite(loss.detach()).all() and device.type != "meta":
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+        value = float(loss.detach()) if device.type != "meta" else float("nan")
+        if device.type != "meta" and not math.isfinite(value):
+            raise FloatingPointError(
+                f"loss became {value} at step {step}; the weights were not updated with it. "
+                "Lower the learning rate or try precision='float32'."
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -160,7 +165,6 @@ def train(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        value = float(loss.detach()) if device.type != "meta" else float("nan")
         hist.losses.append(value)
         for k, v in metrics.items():
             hist.metrics.setdefault(k, []).append(float(v))
