@@ -39,11 +39,16 @@ def method_module(name: str) -> ModuleType:
     if name not in METHODS:
         raise SystemExit(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     try:
-        return importlib.import_module(METHODS[name])
+        module = importlib.import_module(METHODS[name])
     except ModuleNotFoundError as e:
         if e.name == METHODS[name]:
             raise SystemExit(f"method {name!r} is not available in this version of the package") from e
         raise
+    missing = [f for f in ("add_train_arguments", "train_from_args", "predictor_from_checkpoint")
+               if not hasattr(module, f)]
+    if missing:
+        raise SystemExit(f"method {name!r} does not provide {', '.join(missing)} for the command line yet")
+    return module
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:

@@ -1,9 +1,12 @@
 """Store notebooks the way the repo wants them: no outputs, no execution counts, a
-python3 kernelspec, no editor metadata. Usage: python scripts/normalize_notebooks.py book/*.ipynb
+python3 kernelspec, no editor metadata, and the shared first cell (scripts/first_cell.py). Usage: python scripts/normalize_notebooks.py book/*.ipynb
 (`--check` exits 1 if any notebook would change)."""
 
 import json
 import sys
+from pathlib import Path
+
+FIRST_CELL = (Path(__file__).with_name("first_cell.py")).read_text().rstrip("\n")
 
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
@@ -18,6 +21,11 @@ def normalize(nb: dict) -> dict:
             cell["execution_count"] = None
         cell.pop("id", None)
     nb["nbformat"], nb["nbformat_minor"] = 4, 4
+    first = nb["cells"][0]
+    if first["cell_type"] == "code" and "notebook import setup" in "".join(first["source"]):
+        lines = FIRST_CELL.split("\n")
+        first["source"] = [line + "\n" for line in lines[:-1]] + [lines[-1]]
+        first["metadata"] = {"tags": ["hide-cell"]}  # collapsed in the HTML book
     return nb
 
 

@@ -88,7 +88,7 @@ def show_alphabets(dataset: FewShotDataset, n_alphabets: int = 10, n_chars: int 
     for i, name in enumerate(dataset.class_names):
         alphabets.setdefault(name.split("/")[0], []).append(i)
     names = sorted(alphabets)[:n_alphabets]
-    fig, axes = plt.subplots(len(names), n_chars, figsize=(n_chars * 0.75, len(names) * 0.8), squeeze=False)
+    fig, axes = plt.subplots(len(names), n_chars, figsize=(1.6 + n_chars * 0.75, len(names) * 0.8), squeeze=False)
     for r, a in enumerate(names):
         for c in range(n_chars):
             ax = axes[r, c]
@@ -98,7 +98,8 @@ def show_alphabets(dataset: FewShotDataset, n_alphabets: int = 10, n_chars: int 
                 ax.imshow(dataset.images[alphabets[a][c], drawing, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(a.replace("_", " ")[:18], rotation=0, ha="right", va="center", fontsize=8)
+        label = a.replace("_", " ").replace(" (", "\n(")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.tight_layout()
     return fig
 
