@@ -13,10 +13,10 @@ trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q --upgrade pip
 "$work/venv/bin/python" -m pip install -q ipython "torch>=2.1" "torchvision>=0.16"
+cd "$work"  # not the checkout, so 'import fewshot_tutorial' cannot find the source tree
 if "$work/venv/bin/python" -c "import fewshot_tutorial" 2>/dev/null; then
   echo "first cell check: the package is already installed in the fresh venv" >&2; exit 1
 fi
-cd "$work"  # not the checkout, so 'import fewshot_tutorial' cannot find the source tree
 out=$(FEWSHOT_INSTALL="$repo" FEWSHOT_RESULTS="$work/results" "$work/venv/bin/ipython" --no-banner --colors=NoColor \
   -c "$(cat "$repo/scripts/first_cell.py")
 import fewshot_tutorial, sys
