@@ -88,3 +88,44 @@ def evaluate(
             raise ValueError(f"predict returned logits of shape {tuple(logits.shape)}, expected {expected}")
         accs.append(episode_accuracy(logits, episode.query_y))
     return confidence_interval(accs)
+
+
+@torch.no_grad()
+def embed_dataset(
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    dataset: FewShotDataset,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    precision: str = "float32",
+) -> FewShotDataset:
+    """Embed every image once: a dataset whose "images" are ``[D, 1, 1]`` embeddings.
+
+    For a backbone in eval mode an image's embedding does not depend on the other
+    images of its batch, and :class:`~fewshot_tutorial.data.EpisodeSampler` draws its
+    indices from the class and image counts only, so the same seed gives the *same*
+    episodes from this dataset as from the images. A method's "embedding predict" then
+    scores them without re-running the backbone for every episode, which makes
+    evaluation tens of times cheaper.
+
+    Args:
+        embed: ``[B, C, H, W] -> [B, D]`` (put its module in eval mode first).
+        dataset: images ``[n_classes, n_per_class, C, H, W]``.
+        device: where to run ``embed``.
+        batch_size: images per forward pass.
+        precision: autocast precision (see :func:`~fewshot_tutorial.device.autocast_dtype`).
+
+    Returns:
+        :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]`` (float32).
+    """
+    from .device import autocast, autocast_dtype, use_channels_last
+
+    device = torch.device(device)
+    dtype = autocast_dtype(device, precision)
+    fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
+    x, _ = dataset.flat()
+    out = []
+    with autocast(device, dtype):
+        for i in range(0, len(x), batch_size):
+            out.append(embed(x[i : i + batch_size].to(device).contiguous(memory_format=fmt)).float())
+    z = torch.cat(out).reshape(dataset.n_classes, dataset.n_per_class, -1, 1, 1)
+    return FewShotDataset(z, list(dataset.class_names), name=f"{dataset.name}:embedded")

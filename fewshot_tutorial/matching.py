@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .evaluation import embed_dataset as _embed_dataset
 from .backbones import Conv4
 from .data import Episode, FewShotDataset
 from .device import autocast, autocast_dtype, use_channels_last
@@ -375,7 +376,7 @@ def make_predict(model: MatchingNetwork, device: torch.device | str | None = Non
 @torch.no_grad()
 def embed_dataset(model: MatchingNetwork, dataset: FewShotDataset, device: torch.device | str = "cpu",
                   batch_size: int = 128, precision: str = "auto") -> FewShotDataset:
-    """Embed every image once: a dataset whose "images" are ``[D, 1, 1]`` embeddings.
+    """Embed every image once (see :func:`fewshot_tutorial.evaluation.embed_dataset`): a dataset whose "images" are ``[D, 1, 1]`` embeddings.
 
     In eval mode an image's embedding does not depend on the other images of its batch,
     so an :class:`~fewshot_tutorial.data.EpisodeSampler` with the same seed draws the
@@ -387,17 +388,9 @@ def embed_dataset(model: MatchingNetwork, dataset: FewShotDataset, device: torch
         :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]``.
     """
     device = torch.device(device)
-    dtype = autocast_dtype(device, precision)
     fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
     model.eval().to(device, memory_format=fmt)
-    x, _ = dataset.flat()
-    out = []
-    with autocast(device, dtype):
-        for i in range(0, len(x), batch_size):
-            xi = x[i : i + batch_size].to(device).contiguous(memory_format=fmt)
-            out.append(model.embed(xi).float())
-    z = torch.cat(out).reshape(dataset.n_classes, dataset.n_per_class, -1, 1, 1)
-    return FewShotDataset(z, list(dataset.class_names), name=f"{dataset.name}:embedded")
+    return _embed_dataset(model.embed, dataset, device, batch_size, precision)
 
 
 def make_embedding_predict(model: MatchingNetwork) -> Callable[[Episode], torch.Tensor]:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .evaluation import embed_dataset as _embed_dataset
 from .backbones import Conv4
 from .data import Episode, FewShotDataset
 from .device import Profile, use_channels_last
@@ -376,7 +377,7 @@ def make_predict(model: SiameseNetwork) -> Callable[[Episode], torch.Tensor]:
 @torch.no_grad()
 def embed_dataset(model: SiameseNetwork, dataset: FewShotDataset, device: torch.device | str = "cpu",
                   batch_size: int = 256) -> FewShotDataset:
-    """Embed every image once: a dataset whose "images" are ``[D, 1, 1]`` embeddings.
+    """Embed every image once (see :func:`fewshot_tutorial.evaluation.embed_dataset`): a dataset whose "images" are ``[D, 1, 1]`` embeddings.
 
     In eval mode an image's embedding does not depend on the rest of its batch, and an
     :class:`~fewshot_tutorial.data.EpisodeSampler` draws its indices from the class and
@@ -388,12 +389,8 @@ def embed_dataset(model: SiameseNetwork, dataset: FewShotDataset, device: torch.
     """
     device = torch.device(device)
     fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
-    model.eval().to(device)
-    x, _ = dataset.flat()
-    z = torch.cat([model.embed(x[i : i + batch_size].to(device).contiguous(memory_format=fmt))
-                   for i in range(0, len(x), batch_size)])
-    return FewShotDataset(z.reshape(dataset.n_classes, dataset.n_per_class, -1, 1, 1),
-                          list(dataset.class_names), name=f"{dataset.name}:embedded")
+    model.eval().to(device, memory_format=fmt)
+    return _embed_dataset(model.embed, dataset, device, batch_size)
 
 
 def make_embedding_predict(model: SiameseNetwork) -> Callable[[Episode], torch.Tensor]:
