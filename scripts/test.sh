@@ -6,4 +6,5 @@ set -euo pipefail
 # trained models and results of this run are kept here, so the book build that follows
 # (build_book.sh) reuses them instead of training twice
 export FEWSHOT_RESULTS=${FEWSHOT_RESULTS:-$PWD/_build/results}
-python -m pytest tests $NOTEBOOKS --nbval-lax -p no:cacheprovider "$@"
+mkdir -p _build
+python -m pytest tests $NOTEBOOKS --nbval-lax -p no:cacheprovider --durations=15 --junitxml=_build/test-report.xml "$@"
