@@ -28,5 +28,5 @@ def test_notebook_is_clean_and_starts_with_the_shared_cell(path):
     assert "".join(code[0]["source"]).rstrip("\n") == FIRST_CELL, "first cell differs from scripts/first_cell.py"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     assert f"book/{path.stem}" in TOC_FILES, f"{path.name} is not in _toc.yml"
-    # every chapter checks what it derives
-    assert any("assert " in "".join(c["source"]) for c in code), "no numerical check in the chapter"
+    if path.stem[:2].isdigit():  # a chapter (not a how-to page) checks what it derives
+        assert any("assert " in "".join(c["source"]) for c in code), "no numerical check in the chapter"
