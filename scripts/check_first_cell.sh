@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+if [ -z "${FEWSHOT_DATA:-}" ] && [ -d ../shared/data/omniglot28 ]; then
+  export FEWSHOT_DATA="$(cd ../shared/data && pwd)"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
@@ -17,11 +20,13 @@ cd "$work"  # not the checkout, so 'import fewshot_tutorial' cannot find the sou
 if "$work/venv/bin/python" -c "import fewshot_tutorial" 2>/dev/null; then
   echo "first cell check: the package is already installed in the fresh venv" >&2; exit 1
 fi
+status=0
 out=$(FEWSHOT_INSTALL="$repo" FEWSHOT_RESULTS="$work/results" "$work/venv/bin/ipython" --no-banner --colors=NoColor \
   -c "$(cat "$repo/scripts/first_cell.py")
 import fewshot_tutorial, sys
 print('installed at', fewshot_tutorial.__file__)
-print('ok', device.type, profile.name, data_root)")
+print('ok', device.type, profile.name, data_root)" 2>&1) || status=$?
+[ "$status" = 0 ] || { echo "$out" >&2; echo "first cell check: ipython exited with $status" >&2; exit 1; }
 echo "$out"
 echo "$out" | grep -q "^ok cpu quick" || { echo "first cell check: FAILED" >&2; exit 1; }
 echo "$out" | grep -q "installed at $work/venv" || { echo "first cell check: not installed in the venv" >&2; exit 1; }
