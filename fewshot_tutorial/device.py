@@ -76,6 +76,14 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type if enabled else "cpu", dtype=dtype, enabled=enabled)
 
 
+def no_autocast(like: torch.Tensor | torch.device | str):
+    """A context that turns autocast off on the device of ``like`` (a tensor or a device),
+    for computations that must stay in float32 (distances, softmax denominators)."""
+    dev = like.device if isinstance(like, torch.Tensor) else torch.device(like)
+    kind = dev.type if dev.type in ("cpu", "cuda", "mps") else "cpu"
+    return torch.autocast(device_type=kind, enabled=False)
+
+
 def use_channels_last(device: torch.device | str) -> bool:
     """NHWC memory format helps convolutions on CPU and CUDA (not needed on MPS/meta)."""
     return torch.device(device).type in ("cpu", "cuda")

@@ -25,7 +25,7 @@ from torch import nn
 from .evaluation import embed_dataset as _embed_dataset
 from .backbones import Conv4
 from .data import Episode, FewShotDataset
-from .device import autocast, autocast_dtype, use_channels_last
+from .device import autocast, autocast_dtype, no_autocast, use_channels_last
 from .training import History, train
 
 SIMILARITIES = ("cosine", "euclidean")
@@ -284,7 +284,7 @@ class MatchingNetwork(nn.Module):
         Shapes:
             ``support_z: [S, D], query_z: [Q, D] -> ([S, D], [Q, D])``
         """
-        with torch.autocast(device_type=_autocast_type(support_z), enabled=False):
+        with no_autocast(support_z):
             support_z, query_z = support_z.float(), query_z.float()
             if self.fce:
                 support_z = self.g(support_z)
@@ -481,7 +481,3 @@ def _check_labels(support_y: torch.Tensor, n_way: int) -> None:
     if support_y.min() < 0 or support_y.max() >= n_way or (counts[:n_way] == 0).any():
         raise ValueError(f"support labels must cover every class 0..{n_way - 1} (got {support_y.unique().tolist()}); "
                          "each class needs at least one support item")
-
-
-def _autocast_type(t: torch.Tensor) -> str:
-    return t.device.type if t.device.type in ("cpu", "cuda", "mps") else "cpu"

@@ -28,7 +28,7 @@ from torch import nn
 
 from .backbones import Conv4
 from .data import Episode, EpisodeSampler, FewShotDataset
-from .device import autocast, autocast_dtype, use_channels_last
+from .device import autocast, autocast_dtype, no_autocast, use_channels_last
 from .evaluation import Predict
 from .training import History, train
 
@@ -78,12 +78,6 @@ def prototypes(support_z: torch.Tensor, support_y: torch.Tensor, n_way: int) -> 
     return sums / counts.unsqueeze(1)
 
 
-def _no_autocast(t: torch.Tensor):
-    """Autocast off for ``t``'s device: distances are computed in (at least) float32."""
-    kind = t.device.type if t.device.type in ("cpu", "cuda", "mps") else "cpu"
-    return torch.autocast(device_type=kind, enabled=False)
-
-
 def squared_euclidean(query_z: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distance of every query to every prototype.
 
@@ -100,7 +94,7 @@ def squared_euclidean(query_z: torch.Tensor, protos: torch.Tensor) -> torch.Tens
     """
     if query_z.shape[-1] != protos.shape[-1]:
         raise ValueError(f"query_z has D={query_z.shape[-1]} but protos has D={protos.shape[-1]}")
-    with _no_autocast(query_z):
+    with no_autocast(query_z):
         diff = _upcast(query_z).unsqueeze(1) - _upcast(protos).unsqueeze(0)  # [Q, n_way, D]
         return diff.pow(2).sum(-1)
 
@@ -118,7 +112,7 @@ def cosine_distance(query_z: torch.Tensor, protos: torch.Tensor, eps: float = 1e
     """
     if query_z.shape[-1] != protos.shape[-1]:
         raise ValueError(f"query_z has D={query_z.shape[-1]} but protos has D={protos.shape[-1]}")
-    with _no_autocast(query_z):
+    with no_autocast(query_z):
         q = F.normalize(_upcast(query_z), dim=-1, eps=eps)
         c = F.normalize(_upcast(protos), dim=-1, eps=eps)
         return 1.0 - q @ c.T
