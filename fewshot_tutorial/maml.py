@@ -359,15 +359,14 @@ def fit(model: nn.Module, dataset: FewShotDataset, config: MAMLConfig, *, n_shot
     if config.n_way > dataset.n_classes:
         raise ValueError(f"n_way={config.n_way} but the training split has only {dataset.n_classes} classes")
     sampler = EpisodeSampler(dataset, config.n_way, n_shot, n_query, seed=seed)
-    scheduler = None
+    schedule = "constant"
     if config.algorithm == "reptile":
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0 if lr is None else lr)
-        if n_steps:
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / n_steps))
+        schedule = "linear"  # to zero at the end of the budget, in steps or seconds
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3 if lr is None else lr)
     return train(model, make_loss(model, config), batched(sampler, config.meta_batch), n_steps=n_steps,
-                 max_seconds=max_seconds, optimizer=optimizer, scheduler=scheduler, device=device,
+                 max_seconds=max_seconds, optimizer=optimizer, lr_schedule=schedule, device=device,
                  precision=precision, progress=progress,
                  desc=f"{config.algorithm} {config.n_way}-way {n_shot}-shot")
 

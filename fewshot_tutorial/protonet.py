@@ -228,8 +228,9 @@ def make_predict(model: ProtoNet, device: torch.device | str | None = None,
 
 def fit(model: ProtoNet, dataset: FewShotDataset, *, n_way: int = 60, n_shot: int = 1, n_query: int = 5,
         n_steps: int | None = 1000, max_seconds: float | None = None, lr: float = 1e-3,
-        lr_decay_every: int | None = None, seed: int = 0, device: torch.device | str = "cpu",
-        precision: str = "auto", progress: bool = True) -> History:
+        lr_decay_every: int | None = None, lr_schedule: str = "constant", seed: int = 0,
+        device: torch.device | str = "cpu", precision: str = "auto", channels_last: bool | str = "auto",
+        progress: bool = True) -> History:
     """Episodic training of ``model`` on ``dataset`` through the shared engine.
 
     ``n_way`` is the *training* way; Snell et al. train with more classes per episode
@@ -240,6 +241,8 @@ def fit(model: ProtoNet, dataset: FewShotDataset, *, n_way: int = 60, n_shot: in
         n_steps / max_seconds: the budget (whichever ends first).
         lr: Adam learning rate; halved every ``lr_decay_every`` steps if given
             (the paper halves it every 2000 episodes).
+        lr_schedule: or ``"cosine"`` / ``"linear"``: decay to zero over the budget
+            (steps or seconds), see :func:`~fewshot_tutorial.training.train`.
         seed: seed of the training episode sampler.
     """
     if n_way > dataset.n_classes:
@@ -249,8 +252,9 @@ def fit(model: ProtoNet, dataset: FewShotDataset, *, n_way: int = 60, n_shot: in
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, lr_decay_every, gamma=0.5)
                  if lr_decay_every else None)
     return train(model, partial(protonet_loss, model), sampler, n_steps=n_steps, max_seconds=max_seconds,
-                 optimizer=optimizer, scheduler=scheduler, device=device, precision=precision,
-                 progress=progress, desc=f"protonet {n_way}-way {n_shot}-shot")
+                 optimizer=optimizer, scheduler=scheduler, lr_schedule=lr_schedule, device=device,
+                 precision=precision, channels_last=channels_last, progress=progress,
+                 desc=f"protonet {n_way}-way {n_shot}-shot")
 
 
 # ----------------------------------------------------------------------------- the CLI

@@ -24,6 +24,28 @@ from .device import autocast, autocast_dtype, use_channels_last
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, float]]
 
+#: Learning-rate multipliers as a function of the fraction of the budget used, in [0, 1].
+LR_SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda f: 1.0,
+    "cosine": lambda f: 0.5 * (1.0 + math.cos(math.pi * f)),
+    "linear": lambda f: 1.0 - f,
+}
+
+
+def budget_fraction(step: int, seconds: float, n_steps: int | None, max_seconds: float | None) -> float:
+    """How much of the budget is spent: the larger of ``step / n_steps`` and ``seconds / max_seconds``.
+
+    This is what lets a learning-rate schedule reach its end on time whether the budget
+    is counted in steps or in seconds (the number of steps a time budget allows is not
+    known in advance). Clipped to ``[0, 1]``.
+    """
+    fraction = 0.0
+    if n_steps:
+        fraction = step / n_steps
+    if max_seconds:
+        fraction = max(fraction, seconds / max_seconds)
+    return min(max(fraction, 0.0), 1.0)
+
 
 def to_device(batch: Any, device: torch.device | str, channels_last: bool = False) -> Any:
     """Move a batch (tensor, object with ``.to``, or nested tuple/list/dict) to ``device``.
@@ -96,6 +118,7 @@ def train(
     optimizer: torch.optim.Optimizer | None = None,
     lr: float = 1e-3,
     scheduler: Any = None,
+    lr_schedule: str = "constant",
     device: torch.device | str = "cpu",
     precision: str = "auto",
     channels_last: bool | str = "auto",
@@ -114,7 +137,11 @@ def train(
         n_steps: stop after this many optimiser steps.
         max_seconds: or stop after this much wall time (whichever comes first).
         optimizer: default ``Adam(model.parameters(), lr)``.
-        scheduler: stepped once per step if given.
+        scheduler: a ``torch.optim`` scheduler, stepped once per step if given.
+        lr_schedule: or a schedule over the budget (see :data:`LR_SCHEDULES`): the
+            rate at each step is the optimiser's initial rate times
+            ``LR_SCHEDULES[lr_schedule](budget_fraction(...))``, so ``"cosine"`` reaches
+            zero at the end of the budget, in steps or in seconds.
         device: where to train.
         precision: ``"auto"`` or a dtype name; see :func:`~fewshot_tutorial.device.autocast_dtype`.
         channels_last: ``"auto"`` (on CPU/CUDA) or a bool.
@@ -129,6 +156,10 @@ def train(
 
     if n_steps is None and max_seconds is None:
         raise ValueError("give a budget: n_steps and/or max_seconds")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
+    if scheduler is not None and lr_schedule != "constant":
+        raise ValueError("give either a torch scheduler or an lr_schedule, not both")
     device = torch.device(device)
     dtype = autocast_dtype(device, precision)
     cl = use_channels_last(device) if channels_last == "auto" else bool(channels_last)
@@ -138,8 +169,10 @@ def train(
     model.train()
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    lr_factor = LR_SCHEDULES[lr_schedule]
     hist = History(provenance=provenance(device, dtype, channels_last=cl, n_steps=n_steps,
-                                         max_seconds=max_seconds))
+                                         max_seconds=max_seconds, lr_schedule=lr_schedule))
     bar = tqdm(total=n_steps, disable=not progress, desc=desc, leave=False)
     start = time.perf_counter()
     step = 0
@@ -162,6 +195,10 @@ def train(
         loss.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if lr_schedule != "constant":
+            factor = lr_factor(budget_fraction(step, time.perf_counter() - start, n_steps, max_seconds))
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * factor
         optimizer.step()
         if scheduler is not None:
             scheduler.step()

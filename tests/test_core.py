@@ -125,6 +125,35 @@ def test_engine_lowers_a_loss_and_records_provenance():
         train(model, _toy_loss(model), [fixed], progress=False)
 
 
+def test_budget_fraction_and_cosine_schedule_over_steps_and_seconds():
+    from fewshot_tutorial.training import LR_SCHEDULES, budget_fraction
+
+    assert budget_fraction(25, 0.0, 100, None) == 0.25
+    assert budget_fraction(25, 30.0, 100, 60.0) == 0.5          # seconds used up faster than steps
+    assert budget_fraction(500, 0.0, 100, None) == 1.0          # clipped
+    assert LR_SCHEDULES["cosine"](0.0) == 1.0 and abs(LR_SCHEDULES["cosine"](1.0)) < 1e-12
+    assert LR_SCHEDULES["cosine"](0.5) == pytest.approx(0.5)
+    # the rate each step really used, read back from the optimiser
+    d = numbered_dataset()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    fixed = EpisodeSampler(d, 3, 1, 5, seed=0).sample()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    seen = []
+    train(model, _toy_loss(model), [fixed] * 10, n_steps=10, optimizer=opt, lr_schedule="cosine",
+          progress=False, precision="float32", callback=lambda step, loss: seen.append(opt.param_groups[0]["lr"]))
+    expected = [0.2 * 0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(10)]
+    assert seen == pytest.approx(expected)
+    # a time budget: the schedule follows the clock (100 steps allowed, 0.2 s budget)
+    seen.clear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    slow = (fixed for _ in range(10**6) if not __import__("time").sleep(0.01))
+    h = train(model, _toy_loss(model), slow, max_seconds=0.2, optimizer=opt, lr_schedule="linear",
+              progress=False, precision="float32", callback=lambda step, loss: seen.append(opt.param_groups[0]["lr"]))
+    assert 3 <= h.steps < 100 and seen[0] > 0.15 and seen[-1] < 0.1 and seen == sorted(seen, reverse=True)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(model, _toy_loss(model), [fixed], n_steps=1, lr_schedule="exponential", progress=False)
+
+
 def test_engine_step_on_meta_device():
     """Everything on the meta device: a tensor created on the CPU by mistake would raise."""
     model = Conv4().to("meta")
