@@ -150,6 +150,32 @@ def test_vmap_over_tasks_equals_the_loop(first_order):
     torch.testing.assert_close(grads["vmap"][1], grads["loop"][1])
 
 
+def test_fused_and_composite_batch_norm_agree_to_second_order():
+    """The loop uses the fused batch norm, vmap the composite one: same values, same meta-gradient."""
+    torch.manual_seed(0)
+    model = MAMLNet(3, hidden=8).to(F64)
+    composite = maml.composite_batch_norm(model)
+    assert composite.head.weight is model.head.weight          # shares the tensors
+    assert not model.backbone.encoder[0][1].composite and composite.backbone.encoder[0][1].composite
+    x = torch.randn(6, 8, 5, 5, dtype=F64)
+    ref = nn.BatchNorm2d(8, track_running_stats=False).to(F64)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.uniform_(-0.5, 0.5)
+    for form in (False, True):
+        bn = maml.TaskBatchNorm2d(8).to(F64)
+        bn.load_state_dict(ref.state_dict())
+        bn.composite = form
+        torch.testing.assert_close(bn(x), ref(x))
+    tasks = [Episode(t.support_x.to(F64), t.support_y, t.query_x.to(F64), t.query_y, 3) for t in random_tasks()]
+    params = params_of(model)
+    grads = []
+    for arch in (model, composite):
+        loss, _ = meta_loss(arch, params, tasks, inner_lr=0.4, n_steps=2, vectorize="loop")
+        grads.append(flatten(dict(zip(params, torch.autograd.grad(loss, list(params.values()))))))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_meta_loss_rejects_bad_batches():
     model = MAMLNet(3, hidden=8)
     with pytest.raises(ValueError):
