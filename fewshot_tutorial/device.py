@@ -100,7 +100,7 @@ def seed_everything(seed: int) -> None:
 class Profile:
     """How big the experiments are.
 
-    ``quick``: a 2-core CPU, about two minutes a chapter. ``standard``: one GPU,
+    ``quick``: a 2-core CPU, a few minutes a chapter. ``standard``: one GPU,
     near-paper numbers. ``paper``: the papers' own protocols.
     """
 

@@ -95,7 +95,8 @@ def composite_batch_norm(model: nn.Module) -> nn.Module:
 
 
 class MAMLNet(nn.Module):
-    """Conv4 without running statistics plus a linear ``n_way`` head: Finn et al.'s classifier.
+    """Conv4 without running statistics plus a linear ``n_way`` head: Finn et al.'s classifier
+    (which, on Omniglot, downsamples with strided convolutions instead of max-pooling).
 
     Batch norm always normalises with the statistics of the batch it sees
     (``track_running_stats=False``): running averages would be updated by every task's
@@ -405,9 +406,10 @@ def fit(model: nn.Module, dataset: FewShotDataset, config: MAMLConfig, *, n_shot
 def recommended_precision(precision: str = "auto") -> str:
     """MAML's precision: ``"auto"`` means float32 (an explicit dtype is respected).
 
-    The meta-gradient is a difference of nearly equal terms (``g - alpha H g``, the
-    Hessian part is small), and under bfloat16 autocast the inner gradient and the
-    Hessian-vector products carry about 3 significant digits; the chapter measures how
+    The adapted weights ``theta' = theta - alpha * g`` differ from ``theta`` by one small
+    step, and under bfloat16 autocast every convolution sees them rounded to 8
+    significant bits, a rounding as large as the step for many weights; the small
+    Hessian correction is computed from the same rounded numbers; the chapter measures how
     far the bf16 meta-gradient is from the float64 one, and bf16 also did not make the
     double backward faster on the CPU tested. So MAML trains in float32 unless asked.
     """

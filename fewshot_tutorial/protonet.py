@@ -6,8 +6,8 @@ The math, one function an equation:
 * :func:`squared_euclidean`, :func:`cosine_distance`: query-to-prototype distances;
 * :func:`protonet_logits`: logits = minus distance, {eq}`eq-protonet-softmax`;
 * :func:`linear_layer`: the same classifier as a linear layer, ``W_c = 2 c_c``,
-  ``b_c = -||c_c||^2``, {eq}`eq-protonet-linear` (the MAML chapter imports it for a
-  ProtoMAML-style initialisation of the output layer).
+  ``b_c = -||c_c||^2``, {eq}`eq-protonet-linear` (what a ProtoMAML-style initialisation of an
+  output layer uses).
 
 Then the thin wrappers: :class:`ProtoNet` (backbone + distance), :func:`protonet_loss`
 for :func:`fewshot_tutorial.training.train`, :func:`make_predict` for
@@ -266,6 +266,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-query", type=int, default=5, help="query images per class in training")
     parser.add_argument("--distance", default="euclidean", choices=DISTANCES)
     parser.add_argument("--lr-decay-every", type=int, default=None, help="halve the lr every this many steps")
+    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine", "linear"],
+                        help="or decay the lr to zero over the budget (--steps or --seconds)")
 
 
 def train_from_args(args: argparse.Namespace, dataset: FewShotDataset, device: torch.device,
@@ -277,10 +279,12 @@ def train_from_args(args: argparse.Namespace, dataset: FewShotDataset, device: t
     lr = args.lr if args.lr is not None else 1e-3
     model = ProtoNet(Conv4(), distance=args.distance)
     hist = fit(model, dataset, n_way=train_way, n_shot=args.shot, n_query=args.train_query, n_steps=steps,
-               max_seconds=args.seconds, lr=lr, lr_decay_every=args.lr_decay_every, seed=args.seed,
+               max_seconds=args.seconds, lr=lr, lr_decay_every=args.lr_decay_every,
+               lr_schedule=args.lr_schedule, seed=args.seed,
                device=device, precision=args.precision)
     config = {"backbone": "Conv4", "hidden": 64, "distance": args.distance, "train_way": train_way,
               "train_shot": args.shot, "train_query": args.train_query, "lr": lr, "steps": hist.steps,
+              "lr_schedule": args.lr_schedule,
               "precision": args.precision}
     return model, hist, config
 

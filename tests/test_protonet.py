@@ -205,8 +205,12 @@ def test_cli_train_then_evaluate_checkpoint(data_root, tmp_path, capsys):
 
     out = tmp_path / "proto.pt"
     assert main(["train", "protonet", "--root", str(data_root), "--steps", "3", "--train-way", "10",
-                 "--train-query", "2", "--distance", "cosine", "--out", str(out)]) == 0
+                 "--train-query", "2", "--distance", "cosine", "--lr-schedule", "cosine", "--out", str(out)]) == 0
     assert out.is_file()
+    from fewshot_tutorial.checkpoints import load_checkpoint
+
+    config = load_checkpoint(out)[1]
+    assert config["lr_schedule"] == "cosine" and config["provenance"]["lr_schedule"] == "cosine"
     assert main(["evaluate", "--root", str(data_root), "--checkpoint", str(out), "--episodes", "5",
                  "--json"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
