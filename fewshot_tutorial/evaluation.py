@@ -79,7 +79,7 @@ def evaluate(
     sampler = EpisodeSampler(dataset, n_way, n_shot, n_query, seed=seed, n_episodes=n_episodes)
     show = n_episodes >= 100 if progress is None else progress
     accs = []
-    for episode in tqdm(sampler, total=n_episodes, disable=not show, leave=False,
+    for episode in tqdm(sampler, total=n_episodes, disable=not show, leave=False, mininterval=1.0,
                         desc=f"{n_way}-way {n_shot}-shot"):
         episode = episode.to(device)
         logits = predict(episode)

@@ -11,7 +11,8 @@ The math, one function an equation:
 
 Then the thin wrappers: :class:`ProtoNet` (backbone + distance), :func:`protonet_loss`
 for :func:`fewshot_tutorial.training.train`, :func:`make_predict` for
-:func:`fewshot_tutorial.evaluation.evaluate`, :func:`fit` (episodic training, with an
+:func:`fewshot_tutorial.evaluation.evaluate` (and :func:`embed_dataset` +
+:func:`make_embedding_predict` to embed a split once), :func:`fit` (episodic training, with an
 optional higher way at training time than at test time), and the three CLI functions.
 """
 
@@ -30,6 +31,7 @@ from .backbones import Conv4
 from .data import Episode, EpisodeSampler, FewShotDataset
 from .device import autocast, autocast_dtype, no_autocast, use_channels_last
 from .evaluation import Predict
+from .evaluation import embed_dataset as _embed_dataset
 from .training import History, train
 
 DISTANCES = ("euclidean", "cosine")
@@ -222,6 +224,40 @@ def make_predict(model: ProtoNet, device: torch.device | str | None = None,
         episode = episode.to(device, channels_last=cl)
         with autocast(device, dtype):
             return model(episode).float()
+
+    return predict
+
+
+@torch.no_grad()
+def embed_dataset(model: ProtoNet, dataset: FewShotDataset, device: torch.device | str = "cpu",
+                  batch_size: int = 512, precision: str = "auto") -> FewShotDataset:
+    """Embed every image once (see :func:`fewshot_tutorial.evaluation.embed_dataset`).
+
+    In eval mode an image's embedding does not depend on the rest of its batch, and an
+    :class:`~fewshot_tutorial.data.EpisodeSampler` with the same seed draws the *same*
+    episodes from the embedded dataset, so :func:`make_embedding_predict` scores the
+    usual evaluation episodes without running the backbone for every episode (a 20-way
+    5-shot episode with 15 queries is 400 images).
+
+    Returns:
+        :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]`` (float32).
+    """
+    device = torch.device(device)
+    fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
+    model.eval().to(device, memory_format=fmt)
+    return _embed_dataset(model.backbone, dataset, device, batch_size, precision)
+
+
+def make_embedding_predict(model: ProtoNet) -> Predict:
+    """``predict`` for episodes drawn from :func:`embed_dataset`: prototypes and distances only.
+
+    Returns logits ``[n_way * n_query, n_way]``, as :func:`make_predict` does on images.
+    """
+
+    def predict(episode: Episode) -> torch.Tensor:
+        support_z, query_z = episode.support_x.flatten(1).float(), episode.query_x.flatten(1).float()
+        protos = prototypes(support_z, episode.support_y, episode.n_way)
+        return protonet_logits(query_z, protos, model.distance)
 
     return predict
 

@@ -173,7 +173,9 @@ def train(
     lr_factor = LR_SCHEDULES[lr_schedule]
     hist = History(provenance=provenance(device, dtype, channels_last=cl, n_steps=n_steps,
                                          max_seconds=max_seconds, lr_schedule=lr_schedule))
-    bar = tqdm(total=n_steps, disable=not progress, desc=desc, leave=False)
+    # one refresh a second at most: a notebook kernel drops messages beyond ~1000 queued
+    # ones (ZMQ's high-water mark), which can include the "cell finished" one
+    bar = tqdm(total=n_steps, disable=not progress, desc=desc, leave=False, mininterval=1.0)
     start = time.perf_counter()
     step = 0
     for batch in batches:
@@ -208,7 +210,7 @@ def train(
         step += 1
         bar.update(1)
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{sum(hist.losses[-20:]) / 20:.3f}")
+            bar.set_postfix(loss=f"{sum(hist.losses[-20:]) / 20:.3f}", refresh=False)
         if callback is not None:
             callback(step, value)
     bar.close()

@@ -20,6 +20,7 @@ from fewshot_tutorial.protonet import (
     prototypes,
     squared_euclidean,
 )
+from tests.conftest import needs_data
 
 
 def _episode(n_way=3, n_shot=2, n_query=4, size=28, device="cpu", seed=0) -> Episode:
@@ -250,3 +251,23 @@ def test_exercise_nearest_neighbour_predict_on_episode():
     for i in range(6):
         dists = [(query_z[i] - support_z[j]).pow(2).sum() for j in range(9)]
         assert int(logits[i].argmax()) == int(ep.support_y[int(torch.stack(dists).argmin())])
+
+
+@needs_data
+def test_embedding_predict_scores_the_same_episodes_as_the_image_predict(evaluation):
+    from fewshot_tutorial.protonet import embed_dataset, make_embedding_predict
+
+    torch.manual_seed(0)
+    model = ProtoNet(Conv4(hidden=16))
+    few = evaluation.subset(list(range(30)))
+    on_images = [make_predict(model, "cpu", precision="float32")(e)
+                 for e in EpisodeSampler(few, 5, 2, 3, seed=4, n_episodes=3)]
+    embedded = embed_dataset(model, few, "cpu", precision="float32")
+    assert embedded.images.shape[:2] == few.images.shape[:2]
+    predict = make_embedding_predict(model)
+    on_embeddings = [predict(e) for e in EpisodeSampler(embedded, 5, 2, 3, seed=4, n_episodes=3)]
+    for a, b in zip(on_images, on_embeddings):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+    r_img = evaluate(make_predict(model, "cpu", precision="float32"), few, 5, 1, 3, n_episodes=20, seed=0)
+    r_emb = evaluate(predict, embedded, 5, 1, 3, n_episodes=20, seed=0)
+    assert abs(r_img.accuracy - r_emb.accuracy) < 1e-6
