@@ -409,9 +409,10 @@ def recommended_precision(precision: str = "auto") -> str:
     The adapted weights ``theta' = theta - alpha * g`` differ from ``theta`` by one small
     step, and under bfloat16 autocast every convolution sees them rounded to 8
     significant bits, a rounding as large as the step for many weights; the small
-    Hessian correction is computed from the same rounded numbers; the chapter measures how
-    far the bf16 meta-gradient is from the float64 one, and bf16 also did not make the
-    double backward faster on the CPU tested. So MAML trains in float32 unless asked.
+    Hessian correction is computed from the same rounded numbers. The chapter measures it:
+    on the CPU this book is tested on, the bf16 meta-gradient was off by about 16% of its
+    norm (float32: 1e-4), for about a third less time. So MAML trains in float32 unless
+    asked.
     """
     return "float32" if precision == "auto" else precision
 
