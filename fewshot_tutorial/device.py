@@ -89,6 +89,14 @@ def use_channels_last(device: torch.device | str) -> bool:
     return torch.device(device).type in ("cpu", "cuda")
 
 
+def for_inference(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """``model`` in eval mode on ``device``, in channels-last memory where that helps
+    (:func:`use_channels_last`). Returns the same module."""
+    device = torch.device(device)
+    fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
+    return model.eval().to(device, memory_format=fmt)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices)."""
     random.seed(seed)

@@ -97,6 +97,7 @@ def embed_dataset(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
     precision: str = "float32",
+    module: torch.nn.Module | None = None,
 ) -> FewShotDataset:
     """Embed every image once: a dataset whose "images" are ``[D, 1, 1]`` embeddings.
 
@@ -113,13 +114,17 @@ def embed_dataset(
         device: where to run ``embed``.
         batch_size: images per forward pass.
         precision: autocast precision (see :func:`~fewshot_tutorial.device.autocast_dtype`).
+        module: the module behind ``embed``, if any: put in eval mode on ``device`` (in
+            channels-last memory where that helps) first.
 
     Returns:
         :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]`` (float32).
     """
-    from .device import autocast, autocast_dtype, use_channels_last
+    from .device import autocast, autocast_dtype, for_inference, use_channels_last
 
     device = torch.device(device)
+    if module is not None:
+        for_inference(module, device)
     dtype = autocast_dtype(device, precision)
     fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
     x, _ = dataset.flat()

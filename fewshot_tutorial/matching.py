@@ -25,7 +25,7 @@ from torch import nn
 from .evaluation import embed_dataset as _embed_dataset
 from .backbones import Conv4
 from .data import Episode, FewShotDataset
-from .device import autocast, autocast_dtype, no_autocast, use_channels_last
+from .device import autocast, autocast_dtype, no_autocast
 from .training import History, train
 
 SIMILARITIES = ("cosine", "euclidean")
@@ -387,10 +387,7 @@ def embed_dataset(model: MatchingNetwork, dataset: FewShotDataset, device: torch
     Returns:
         :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]``.
     """
-    device = torch.device(device)
-    fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
-    model.eval().to(device, memory_format=fmt)
-    return _embed_dataset(model.embed, dataset, device, batch_size, precision)
+    return _embed_dataset(model.embed, dataset, device, batch_size, precision, module=model)
 
 
 def make_embedding_predict(model: MatchingNetwork) -> Callable[[Episode], torch.Tensor]:

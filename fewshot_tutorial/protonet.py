@@ -29,7 +29,7 @@ from torch import nn
 
 from .backbones import Conv4
 from .data import Episode, EpisodeSampler, FewShotDataset
-from .device import autocast, autocast_dtype, no_autocast, use_channels_last
+from .device import autocast, autocast_dtype, for_inference, no_autocast, use_channels_last
 from .evaluation import Predict
 from .evaluation import embed_dataset as _embed_dataset
 from .training import History, train
@@ -215,9 +215,7 @@ def make_predict(model: ProtoNet, device: torch.device | str | None = None,
     device = torch.device(device)
     dtype = autocast_dtype(device, precision)
     cl = use_channels_last(device)
-    model.to(device).eval()
-    if cl:
-        model.to(memory_format=torch.channels_last)
+    for_inference(model, device)
 
     @torch.no_grad()
     def predict(episode: Episode) -> torch.Tensor:
@@ -242,10 +240,7 @@ def embed_dataset(model: ProtoNet, dataset: FewShotDataset, device: torch.device
     Returns:
         :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]`` (float32).
     """
-    device = torch.device(device)
-    fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
-    model.eval().to(device, memory_format=fmt)
-    return _embed_dataset(model.backbone, dataset, device, batch_size, precision)
+    return _embed_dataset(model.backbone, dataset, device, batch_size, precision, module=model)
 
 
 def make_embedding_predict(model: ProtoNet) -> Predict:

@@ -387,10 +387,7 @@ def embed_dataset(model: SiameseNetwork, dataset: FewShotDataset, device: torch.
     Returns:
         :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]``.
     """
-    device = torch.device(device)
-    fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
-    model.eval().to(device, memory_format=fmt)
-    return _embed_dataset(model.embed, dataset, device, batch_size)
+    return _embed_dataset(model.embed, dataset, device, batch_size, module=model)
 
 
 def make_embedding_predict(model: SiameseNetwork) -> Callable[[Episode], torch.Tensor]:
