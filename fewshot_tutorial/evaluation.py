@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import Episode, EpisodeSampler, FewShotDataset
+from .device import autocast, autocast_dtype, for_inference, use_channels_last
 
 Predict = Callable[[Episode], torch.Tensor]
 
@@ -120,8 +121,6 @@ def embed_dataset(
     Returns:
         :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]`` (float32).
     """
-    from .device import autocast, autocast_dtype, for_inference, use_channels_last
-
     device = torch.device(device)
     if module is not None:
         for_inference(module, device)

@@ -212,13 +212,6 @@ def class_scores(pair_scores: torch.Tensor, support_y: torch.Tensor, n_way: int)
     return pair_scores @ onehot / onehot.sum(0)
 
 
-def project_2d(z: torch.Tensor) -> torch.Tensor:
-    """Principal-component projection of embeddings to 2-D (for plots). ``[n, D] -> [n, 2]``."""
-    z = z.float() - z.float().mean(0)
-    _, _, v = torch.linalg.svd(z, full_matrices=False)
-    return z @ v[:2].T
-
-
 # ------------------------------------------------------------------------- the pairs
 class PairSampler:
     """Balanced, seeded batches of image pairs from a :class:`FewShotDataset`.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -26,10 +25,9 @@ from fewshot_tutorial.siamese import (
     weighted_l1_logit,
 )
 from fewshot_tutorial.training import train
+from tests.conftest import needs_data
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "02_siamese.ipynb"
-needs_data = pytest.mark.skipif(not os.environ.get("FEWSHOT_DATA"),
-                                reason="set FEWSHOT_DATA to the Omniglot folder to run tests on real data")
 
 
 def tagged_dataset(n_classes: int = 6, n_per_class: int = 5) -> FewShotDataset:
@@ -208,10 +206,8 @@ def test_train_step_and_predict_on_meta_device():
 
 # ------------------------------------------------------------------------ real data
 @needs_data
-def test_short_training_lowers_the_loss_on_omniglot():
-    from fewshot_tutorial import load_omniglot
-
-    data = load_omniglot(split="background")
+def test_short_training_lowers_the_loss_on_omniglot(background):
+    data = background
     torch.manual_seed(0)
     model = SiameseNetwork("contrastive")
     probe = PairSampler(data, 64, seed=123).sample()  # a fixed batch, not used for training

@@ -14,6 +14,18 @@ import torch
 from ..data import Episode, FewShotDataset
 
 
+def project_2d(*blocks: torch.Tensor) -> list[torch.Tensor]:
+    """Project several ``[n_i, D]`` blocks onto the top two principal axes of all of them.
+
+    Returns one ``[n_i, 2]`` tensor per block (same order).
+    """
+    x = torch.cat([b.detach().float().cpu() for b in blocks])
+    mean = x.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(x - mean, full_matrices=False)
+    axes = v[:2].T  # [D, 2]
+    return [(b.detach().float().cpu() - mean) @ axes for b in blocks]
+
+
 def show_images(images: torch.Tensor, ncols: int = 10, titles: Sequence[str] | None = None,
                 ax_size: float = 0.9, title: str | None = None, border: Sequence[str] | None = None):
     """Grid of ``[n, 1, H, W]`` images (ink = 1 drawn dark on white). Returns the figure."""

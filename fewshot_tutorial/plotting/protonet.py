@@ -8,18 +8,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..protonet import protonet_logits
-
-
-def project_2d(*blocks: torch.Tensor) -> list[torch.Tensor]:
-    """Project several ``[n_i, D]`` blocks onto the top two principal axes of all of them.
-
-    Returns one ``[n_i, 2]`` tensor per block (same order).
-    """
-    x = torch.cat([b.detach().float().cpu() for b in blocks])
-    mean = x.mean(0, keepdim=True)
-    _, _, v = torch.linalg.svd(x - mean, full_matrices=False)
-    axes = v[:2].T  # [D, 2]
-    return [(b.detach().float().cpu() - mean) @ axes for b in blocks]
+from . import project_2d
 
 
 def plot_projection(query_z: torch.Tensor, query_y: torch.Tensor, protos: torch.Tensor,
