@@ -9,7 +9,7 @@ The package behind the *fewshot-tutorial* book. Quick start::
 
 from .backbones import Conv4
 from .baselines import pixel_nearest_neighbour
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, load_model, save_checkpoint, save_model
 from .data import (
     Episode,
     EpisodeSampler,
@@ -18,12 +18,28 @@ from .data import (
     load_omniglot,
 )
 from .device import Profile, get_device, get_profile, seed_everything
-from .evaluation import EvalResult, confidence_interval, evaluate
-from .training import History, train
+from .evaluation import EvalResult, confidence_interval, evaluate, paired_difference
+from .inner_loop import adapt, meta_loss
+from .methods import FOMAML, MAML, METHODS, MatchingNetwork, Method, ProtoNet, Reptile, Siamese
+from .training import History, fit, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FOMAML",
+    "MAML",
+    "METHODS",
+    "MatchingNetwork",
+    "Method",
+    "ProtoNet",
+    "Reptile",
+    "Siamese",
+    "adapt",
+    "fit",
+    "load_model",
+    "meta_loss",
+    "paired_difference",
+    "save_model",
     "Conv4",
     "Episode",
     "EpisodeSampler",

@@ -2,66 +2,89 @@
 
 Commands:
     data       find and check the Omniglot data, print split sizes
-    evaluate   score the pixel baseline or a trained checkpoint on N-way K-shot episodes
-    train      train a method (siamese, matching, protonet, maml) and save a checkpoint
+    train      train any method (``train METHOD --help`` lists its flags) and save a checkpoint
+    evaluate   score the pixel baseline or a checkpoint on N-way K-shot episodes of
+               Omniglot, or of your own ``<class>/<images>`` folder (``--folder``)
 
-Every method module that the CLI trains provides three functions, so that the CLI runs
-the very code path the notebooks use:
-
-* ``add_train_arguments(parser)``: its own flags;
-* ``train_from_args(args, dataset, device, profile) -> (model, history, config)``;
-* ``predictor_from_checkpoint(state_dict, config, device) -> predict``.
+The flags of ``train METHOD`` are made from the method's config dataclass, so the
+command line trains through the very code the notebooks use (``fit``), and a user's
+mistake ends in one ``error: ...`` line with exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
 import json
 import sys
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 from .data import SPLITS, default_root, load_omniglot
 from .device import PROFILES, get_device, get_profile, seed_everything
-
-METHODS = {
-    "siamese": "fewshot_tutorial.siamese",
-    "matching": "fewshot_tutorial.matching",
-    "protonet": "fewshot_tutorial.protonet",
-    "maml": "fewshot_tutorial.maml",
-}
+from .methods import MAML, METHODS, Config
 
 
-def method_module(name: str) -> ModuleType:
-    """The module that implements method ``name`` (see the module docstring)."""
-    if name not in METHODS:
-        raise SystemExit(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+def positive_int(text: str) -> int:
     try:
-        module = importlib.import_module(METHODS[name])
-    except ModuleNotFoundError as e:
-        if e.name == METHODS[name]:
-            raise SystemExit(f"method {name!r} is not available in this version of the package") from e
-        raise
-    missing = [f for f in ("add_train_arguments", "train_from_args", "predictor_from_checkpoint")
-               if not hasattr(module, f)]
-    if missing:
-        raise SystemExit(f"method {name!r} does not provide {', '.join(missing)} for the command line yet")
-    return module
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _field_kind(hint: Any) -> tuple[type, bool]:
+    """``(scalar type, may be a list)`` of a config field's annotation."""
+    if isinstance(hint, (types.UnionType,)) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        scalar = next(a for a in args if typing.get_origin(a) is not list)
+        return scalar, any(typing.get_origin(a) is list for a in args)
+    return hint, False
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_cls: type[Config]) -> None:
+    """One flag per field of ``config_cls`` (``--train-way``, ``--fce/--no-fce``, ...), default: the config's."""
+    hints = typing.get_type_hints(config_cls)
+    defaults = config_cls()
+    group = parser.add_argument_group(f"{config_cls.__name__} (the model and its training batches)")
+    for f in dataclasses.fields(config_cls):
+        scalar, is_list = _field_kind(hints[f.name])
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{config_cls.help.get(f.name, f.name.replace('_', ' '))} (default: {default})"
+        if scalar is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif f.name in config_cls.choices:
+            group.add_argument(flag, choices=config_cls.choices[f.name], default=None, help=help_)
+        else:
+            group.add_argument(flag, type=scalar, nargs="+" if is_list else None, default=None, help=help_,
+                               dest=f.name)
+
+
+def config_from_args(config_cls: type[Config], args: argparse.Namespace) -> Config:
+    """The config the flags ask for (unset flags keep the config's defaults)."""
+    values = {}
+    for f in dataclasses.fields(config_cls):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v[0] if isinstance(v, list) and len(v) == 1 else v
+    return config_cls(**values)
+
+
+def _add_data_args(p: argparse.ArgumentParser, image_size: bool = True) -> None:
     p.add_argument("--root", default=None, help="Omniglot folder (default: $FEWSHOT_DATA or the user cache)")
-    p.add_argument("--download", action="store_true", help="download Omniglot with torchvision if missing")
-    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--download", action="store_true", help="download Omniglot if missing")
+    if image_size:
+        p.add_argument("--image-size", type=positive_int, default=None,
+                       help="image side (default: 28, or the checkpoint's)")
 
 
-def _add_task_args(p: argparse.ArgumentParser, split: str) -> None:
-    p.add_argument("--split", default=split, choices=SPLITS)
-    p.add_argument("--way", type=int, default=5, help="classes per episode (N)")
-    p.add_argument("--shot", type=int, default=1, help="support images per class (K)")
-    p.add_argument("--query", type=int, default=15, help="query images per class")
+def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--profile", default=None, choices=PROFILES)
@@ -78,28 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a predictor on N-way K-shot episodes")
     _add_data_args(p)
-    _add_task_args(p, "evaluation")
-    p.add_argument("--episodes", type=int, default=None, help="episodes (default: the profile's)")
+    _add_run_args(p)
+    p.add_argument("--split", default="evaluation", choices=SPLITS)
+    p.add_argument("--folder", default=None, help="your own <class>/<images> folder instead of Omniglot")
+    p.add_argument("--way", type=positive_int, default=5, help="classes per test episode (N)")
+    p.add_argument("--shot", type=positive_int, default=1, help="support images per class (K)")
+    p.add_argument("--query", type=positive_int, default=15, help="query images per class")
+    p.add_argument("--episodes", type=positive_int, default=None, help="episodes (default: the profile's)")
     p.add_argument("--checkpoint", default=None, help="a checkpoint from 'train' (default: pixel baseline)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("train", help="train a method and save a checkpoint")
-    msub = p.add_subparsers(dest="method", required=True)
-    for name in METHODS:
-        mp = msub.add_parser(name, help=f"train {name}")
-        _add_data_args(mp)
-        _add_task_args(mp, "background")
-        mp.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
-        mp.add_argument("--seconds", type=float, default=None, help="or a time budget")
-        mp.add_argument("--lr", type=float, default=None)
-        mp.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    msub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
+    for name, cls in METHODS.items():
+        mp = msub.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0])
+        _add_data_args(mp, image_size=False)
+        _add_run_args(mp)
+        mp.add_argument("--split", default="background", choices=SPLITS, help="training classes")
+        mp.add_argument("--seconds", type=float, default=None, help="a time budget (instead of, or with, --steps)")
+        mp.add_argument("--lr-schedule", default=None, choices=["constant", "cosine", "linear"],
+                        help=f"decay the rate over the budget (default: {cls.lr_schedule})")
+        mp.add_argument("--precision", default=None, choices=["auto", "float32", "bfloat16", "float16"],
+                        help=f"mixed precision (default: {cls.precision})")
         mp.add_argument("--out", default=f"runs/{name}.pt", help="checkpoint path")
+        mp.add_argument("--eval-way", type=positive_int, default=5, help="after training: classes per test episode")
+        mp.add_argument("--eval-shot", type=positive_int, default=1, help="after training: shots per test class")
         mp.add_argument("--eval-episodes", type=int, default=0,
-                        help="after training, evaluate on the evaluation split (0: skip)")
-        try:
-            method_module(name).add_train_arguments(mp)
-        except SystemExit:
-            mp.set_defaults(_unavailable=True)
+                        help="after training, evaluate on this many episodes of the test split (0: skip)")
+        add_config_flags(mp, cls.Config)
     return parser
 
 
@@ -107,7 +136,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else default_root()
     print(f"data root: {root}")
     for split in args.splits:
-        d = load_omniglot(root, split=split, image_size=args.image_size, download=args.download)
+        d = load_omniglot(root, split=split, image_size=args.image_size or 28, download=args.download)
         print(f"{split:18s} {d.n_classes:5d} classes x {d.n_per_class} images, shape {d.image_shape}, "
               f"ink fraction {d.images.mean().item():.3f}")
     return 0
@@ -115,51 +144,61 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .baselines import pixel_nearest_neighbour
-    from .checkpoints import load_checkpoint
+    from .checkpoints import load_model
+    from .data import load_image_folder
     from .evaluation import evaluate
 
     device = get_device(args.device)
     profile = get_profile(args.profile, device)
     seed_everything(args.seed)
-    data = load_omniglot(args.root, split=args.split, image_size=args.image_size, download=args.download)
+    predict, name, size = pixel_nearest_neighbour, "pixel-nn", args.image_size or 28
     if args.checkpoint:
-        state, config = load_checkpoint(args.checkpoint, map_location=device)
-        predict = method_module(config["method"]).predictor_from_checkpoint(state, config, device)
-        name = config["method"]
+        predict, config = load_model(args.checkpoint, device)
+        name = predict.name
+        if args.image_size not in (None, config.image_size):
+            raise ValueError(f"the checkpoint was trained on {config.image_size}x{config.image_size} images; "
+                             f"drop --image-size or give --image-size {config.image_size}")
+        size = config.image_size
+        if isinstance(predict, MAML) and args.way != config.train_way:
+            raise ValueError(f"this {name} model has a {config.train_way}-way head; use --way {config.train_way}")
+    if args.folder:
+        data, where = load_image_folder(args.folder, image_size=size), args.folder
     else:
-        predict, name = pixel_nearest_neighbour, "pixel-nn"
+        data, where = load_omniglot(args.root, split=args.split, image_size=size, download=args.download), args.split
     n = args.episodes or profile.eval_episodes
     res = evaluate(predict, data, args.way, args.shot, args.query, n, seed=args.seed, device=device)
     if args.json:
-        print(json.dumps({"method": name, "split": args.split, "way": args.way, "shot": args.shot, **res.as_dict()}))
+        print(json.dumps({"method": name, "data": where, "way": args.way, "shot": args.shot, **res.as_dict()}))
     else:
-        print(f"{name} on {args.split}, {args.way}-way {args.shot}-shot: {res}")
+        print(f"{name} on {where}, {args.way}-way {args.shot}-shot: {res}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoints import save_checkpoint
+    from .checkpoints import check_writable, save_model
     from .evaluation import evaluate
+    from .training import fit
 
-    if getattr(args, "_unavailable", False):
-        raise SystemExit(f"method {args.method!r} is not available in this version of the package")
-    module = method_module(args.method)
+    cls = METHODS[args.method]
+    config = config_from_args(cls.Config, args)
+    out = check_writable(args.out)  # before training: a bad path must not cost the run
     device = get_device(args.device)
-    profile = get_profile(args.profile, device)
     seed_everything(args.seed)
-    data = load_omniglot(args.root, split=args.split, image_size=args.image_size, download=args.download)
-    model, history, config = module.train_from_args(args, data, device, profile)
-    config = {"method": args.method, "image_size": args.image_size, **config,
-              "provenance": history.provenance}
-    path = save_checkpoint(args.out, model, config)
+    data = load_omniglot(args.root, split=args.split, image_size=config.image_size, download=args.download)
+    method = cls(config)
+    steps = config.steps if args.seconds is None or args.steps is not None else None  # --seconds alone: time only
+    history = fit(method, data, n_steps=steps, max_seconds=args.seconds, lr_schedule=args.lr_schedule,
+                  device=device, precision=args.precision, seed=args.seed)
+    path = save_model(out, method, provenance=history.provenance)
+    tail = history.losses[-20:]
     print(f"trained {args.method}: {history.steps} steps in {history.seconds:.1f} s, "
-          f"final loss {sum(history.losses[-20:]) / max(1, len(history.losses[-20:])):.4f}; saved {path}")
+          f"final loss {sum(tail) / max(1, len(tail)):.4f}; saved {path}")
     if args.eval_episodes:
         test_split = "vinyals/test" if args.split.startswith("vinyals/") else "evaluation"
-        test = load_omniglot(args.root, split=test_split, image_size=args.image_size)
-        predict = module.predictor_from_checkpoint(model.state_dict(), config, device)
-        res = evaluate(predict, test, args.way, args.shot, args.query, args.eval_episodes, seed=args.seed, device=device)
-        print(f"{args.method} on {test_split}, {args.way}-way {args.shot}-shot: {res}")
+        test = load_omniglot(args.root, split=test_split, image_size=config.image_size)
+        res = evaluate(method, test, args.eval_way, args.eval_shot, 15, args.eval_episodes, seed=args.seed,
+                       device=device)
+        print(f"{args.method} on {test_split}, {args.eval_way}-way {args.eval_shot}-shot: {res}")
     return 0
 
 
@@ -167,9 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"data": cmd_data, "evaluate": cmd_evaluate, "train": cmd_train}[args.command](args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

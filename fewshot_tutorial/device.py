@@ -25,13 +25,28 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """The device to run on: ``prefer`` (or ``FEWSHOT_DEVICE``) if given, else CUDA, MPS, CPU."""
     prefer = prefer or os.environ.get("FEWSHOT_DEVICE")
     if prefer:
-        return torch.device(prefer)
+        return check_device(prefer)
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(name: str | torch.device) -> torch.device:
+    """``name`` as a device that exists on this machine, else a ``ValueError`` saying what does."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: no CUDA GPU is available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r}: MPS (Apple GPU) is not available here; use --device cpu")
+    return device
 
 
 @lru_cache(maxsize=1)
@@ -84,16 +99,27 @@ def no_autocast(like: torch.Tensor | torch.device | str):
     return torch.autocast(device_type=kind, enabled=False)
 
 
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors (from autocast) to float32; anything else unchanged.
+
+    The one place where embeddings and logits leave bfloat16/float16 before means,
+    distances, softmaxes and losses, which need float32's range and digits.
+    """
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def use_channels_last(device: torch.device | str) -> bool:
     """NHWC memory format helps convolutions on CPU and CUDA (not needed on MPS/meta)."""
     return torch.device(device).type in ("cpu", "cuda")
 
 
-def for_inference(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
-    """``model`` in eval mode on ``device``, in channels-last memory where that helps
-    (:func:`use_channels_last`). Returns the same module."""
+def for_inference(model: torch.nn.Module, device: torch.device | str,
+                  channels_last: bool | str = "auto") -> torch.nn.Module:
+    """``model`` in eval mode on ``device``, in channels-last memory if asked (``"auto"``:
+    where that helps, :func:`use_channels_last`). Returns the same module."""
     device = torch.device(device)
-    fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
+    cl = use_channels_last(device) if channels_last == "auto" else bool(channels_last)
+    fmt = torch.channels_last if cl else torch.contiguous_format
     return model.eval().to(device, memory_format=fmt)
 
 

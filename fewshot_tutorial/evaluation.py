@@ -1,15 +1,23 @@
-"""Scoring a few-shot classifier on a fixed, seeded set of episodes."""
+"""Scoring a few-shot classifier on a fixed, seeded set of episodes.
+
+:func:`evaluate` takes a :class:`~fewshot_tutorial.methods.Method` or any
+``predict(episode) -> logits`` and owns what scoring needs: eval mode, ``no_grad``
+(or gradients, for methods that fine-tune inside ``predict``), autocast, the device,
+and, for methods with an embedding, every image embedded once.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from .data import Episode, EpisodeSampler, FewShotDataset
 from .device import autocast, autocast_dtype, for_inference, use_channels_last
+from .methods.base import Method
+from .metrics import accuracy, with_accuracy  # noqa: F401  (with_accuracy re-exported)
 
 Predict = Callable[[Episode], torch.Tensor]
 
@@ -21,6 +29,7 @@ class EvalResult:
     accuracy: float
     ci95: float
     n: int
+    per_episode: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{100 * self.accuracy:.2f} ± {100 * self.ci95:.2f}% (n={self.n})"
@@ -39,16 +48,42 @@ def confidence_interval(accuracies: torch.Tensor | list[float]) -> EvalResult:
     if n == 0:
         raise ValueError("no accuracies to summarise; evaluate at least one episode")
     s = a.std(unbiased=True).item() if n > 1 else float("nan")
-    return EvalResult(a.mean().item(), 1.96 * s / math.sqrt(n), n)
+    return EvalResult(a.mean().item(), 1.96 * s / math.sqrt(n), n, tuple(a.tolist()))
 
 
-def episode_accuracy(logits: torch.Tensor, query_y: torch.Tensor) -> float:
-    """Fraction of queries whose highest logit is their label. ``logits: [Q, n_way]``."""
-    return (logits.argmax(dim=-1) == query_y).float().mean().item()
+def make_predict(method: Method, device: torch.device | str, precision: str | None = None) -> Predict:
+    """``method``'s ``predict`` as :func:`evaluate` runs it, ``episode -> logits [Q, n_way]`` in float32.
+
+    The method is put in eval mode on ``device``; episodes are moved there; the call
+    runs under ``no_grad`` (gradients on for methods whose ``predict`` fine-tunes) and
+    the method's autocast precision.
+    """
+    device = torch.device(device)
+    cl = use_channels_last(device) if method.channels_last == "auto" else bool(method.channels_last)
+    for_inference(method, device, cl)
+    dtype = autocast_dtype(device, precision or method.precision)
+
+    def predict(episode: Episode) -> torch.Tensor:
+        episode = episode.to(device, channels_last=cl)
+        with torch.set_grad_enabled(method.grad_at_test), autocast(device, dtype):
+            return method.predict(episode).float()
+
+    return predict
+
+
+def make_embedding_predict(method: Method) -> Predict:
+    """``predict`` for episodes drawn from :func:`embed_dataset`: only ``method.head`` runs."""
+
+    @torch.no_grad()
+    def predict(episode: Episode) -> torch.Tensor:
+        return method.head(episode.support_x.flatten(1).float(), episode.support_y,
+                           episode.query_x.flatten(1).float(), episode.n_way).float()
+
+    return predict
 
 
 def evaluate(
-    predict: Predict,
+    predict: Method | Predict,
     dataset: FewShotDataset,
     n_way: int,
     n_shot: int,
@@ -57,26 +92,46 @@ def evaluate(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool | None = None,
+    precision: str | None = None,
+    cache: bool = True,
+    return_episodes: bool = False,
 ) -> EvalResult:
-    """Accuracy of ``predict`` on ``n_episodes`` seeded episodes.
+    """Accuracy on ``n_episodes`` seeded episodes.
 
     The same ``seed`` gives every method the very same episodes, so their accuracies
-    are compared on equal terms.
+    are compared on equal terms (see :func:`paired_difference`).
 
     Args:
-        predict: ``episode -> logits [n_way * n_query, n_way]``.
+        predict: a :class:`~fewshot_tutorial.methods.Method`, or any
+            ``episode -> logits [n_way * n_query, n_way]``.
         dataset: classes to test on (never seen in training).
         n_way, n_shot, n_query: the task.
         n_episodes: how many episodes to average.
         seed: seed of the episode sampler.
-        device: where episodes are moved before ``predict`` sees them.
-        progress: show a tqdm bar (default: when ``n_episodes >= 100``).
+        device: where episodes (and a method) are moved.
+        progress: show a progress bar (default: when ``n_episodes >= 100``).
+        precision: a method's autocast precision (default: the method's own).
+        cache: for a method with an embedding, embed every image once and score the
+            episodes from the embeddings (the same episodes and, in eval mode, the
+            same logits, tens of times cheaper).
 
     Returns:
-        :class:`EvalResult` (mean accuracy, 95% half-width, number of episodes).
+        :class:`EvalResult` (mean accuracy, 95% half-width, number of episodes), with
+        the per-episode accuracies in ``per_episode``.
+
+    Raises:
+        ValueError: logits of the wrong shape, or not finite (NaN or infinite).
     """
     from tqdm.auto import tqdm
 
+    if isinstance(predict, Method):
+        method = predict
+        if cache and method.has_embedding:
+            dataset = embed_dataset(method.embed, dataset, device, precision=precision or method.precision,
+                                    module=method)
+            predict = make_embedding_predict(method)
+        else:
+            predict = make_predict(method, device, precision)
     sampler = EpisodeSampler(dataset, n_way, n_shot, n_query, seed=seed, n_episodes=n_episodes)
     show = n_episodes >= 100 if progress is None else progress
     accs = []
@@ -87,8 +142,30 @@ def evaluate(
         expected = (n_way * n_query, n_way)
         if tuple(logits.shape) != expected:
             raise ValueError(f"predict returned logits of shape {tuple(logits.shape)}, expected {expected}")
-        accs.append(episode_accuracy(logits, episode.query_y))
+        if logits.device.type != "meta" and not bool(torch.isfinite(logits).all()):
+            raise ValueError("predict returned NaN or infinite logits; an accuracy from them would be "
+                             "meaningless. Check the model (a diverged training run?) or try precision='float32'")
+        accs.append(accuracy(logits, episode.query_y))
     return confidence_interval(accs)
+
+
+def paired_difference(a: EvalResult, b: EvalResult) -> EvalResult:
+    """Mean per-episode difference ``a - b`` and its 95% half-width, for the *same* episodes.
+
+    Two methods scored with the same seed see the same episodes, so their difference
+    is measured episode by episode: the interval of the mean difference is usually much
+    narrower than either method's own interval (the episodes' difficulty cancels).
+    Implements {eq}`eq-ci95` on the differences.
+
+    Raises:
+        ValueError: the results lack per-episode accuracies or count different episodes.
+    """
+    if not a.per_episode or not b.per_episode:
+        raise ValueError("paired_difference needs per-episode accuracies: pass results from evaluate()")
+    if len(a.per_episode) != len(b.per_episode):
+        raise ValueError(f"the results count {len(a.per_episode)} and {len(b.per_episode)} episodes; "
+                         "score both methods on the same seeded episodes")
+    return confidence_interval([x - y for x, y in zip(a.per_episode, b.per_episode)])
 
 
 @torch.no_grad()

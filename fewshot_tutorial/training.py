@@ -1,9 +1,10 @@
-"""The one training loop every method uses.
+"""The one training loop: :func:`fit` trains any :class:`~fewshot_tutorial.methods.Method`.
 
-A method supplies a ``loss_fn(batch) -> loss`` (or ``(loss, metrics)``) and a source of
-batches (episodes, pairs, or a list of episodes for a meta-batch); this loop does the
-rest: device placement, channels-last memory, mixed precision, the optimiser step, a
-budget in steps or seconds, a progress bar, a loss history and a provenance record.
+A method says what it trains on, what it minimises and which parameters move; this
+loop does the rest: device placement, channels-last memory, mixed precision, the
+optimiser and its schedule, a budget in steps or seconds, a progress bar, a loss
+history and a provenance record. :func:`train` runs the same loop for any module and
+loss function.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import Episode
+from .data import Episode, FewShotDataset
+from .data.tasks import batched  # noqa: F401  (re-exported: meta-batches of episodes)
 from .device import autocast, autocast_dtype, use_channels_last
-
-LossOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, float]]
+from .methods.base import LossOutput, Method
 
 #: Learning-rate multipliers as a function of the fraction of the budget used, in [0, 1].
 LR_SCHEDULES: dict[str, Callable[[float], float]] = {
@@ -108,45 +109,60 @@ class History:
         return out
 
 
-def train(
-    model: nn.Module,
-    loss_fn: Callable[[Any], LossOutput],
-    batches: Iterable[Any],
+_ANNOUNCED: set[tuple[str, str, bool]] = set()
+
+
+def announce(device: torch.device, dtype: torch.dtype | None, channels_last: bool) -> None:
+    """Say once per process what the engine chose on its own (mixed precision, memory format)."""
+    key = (str(device), str(dtype), channels_last)
+    if key in _ANNOUNCED or device.type == "meta":
+        return
+    _ANNOUNCED.add(key)
+    if dtype is not None:
+        print(f"[fewshot_tutorial] training on {device} with {str(dtype).replace('torch.', '')} autocast "
+              f"(native on this hardware; precision='float32' gives exact float32 math)"
+              + (", channels-last memory" if channels_last else ""))
+    elif channels_last:
+        print(f"[fewshot_tutorial] training on {device} in float32 with channels-last memory")
+
+
+def fit(
+    method: Method,
+    data: FewShotDataset | Iterable[Any],
     *,
     n_steps: int | None = None,
     max_seconds: float | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    lr: float = 1e-3,
-    scheduler: Any = None,
-    lr_schedule: str = "constant",
+    lr: float | None = None,
+    lr_schedule: str | None = None,
     device: torch.device | str = "cpu",
-    precision: str = "auto",
-    channels_last: bool | str = "auto",
+    precision: str | None = None,
+    channels_last: bool | str | None = None,
+    seed: int = 0,
     grad_clip: float | None = None,
     progress: bool = True,
-    desc: str = "training",
     callback: Callable[[int, float], None] | None = None,
+    desc: str | None = None,
 ) -> History:
-    """Train ``model`` by minimising ``loss_fn`` over ``batches``.
+    """Train ``method`` on ``data``: the one training loop of the package.
 
     Args:
-        model: the module whose parameters are optimised (moved to ``device``).
-        loss_fn: ``batch -> loss`` or ``batch -> (loss, {"accuracy": ...})``; the batch
-            arrives on ``device``. It runs under autocast when mixed precision is on.
-        batches: an iterable of batches (e.g. an :class:`EpisodeSampler`).
-        n_steps: stop after this many optimiser steps.
-        max_seconds: or stop after this much wall time (whichever comes first).
-        optimizer: default ``Adam(model.parameters(), lr)``.
-        scheduler: a ``torch.optim`` scheduler, stepped once per step if given.
-        lr_schedule: or a schedule over the budget (see :data:`LR_SCHEDULES`): the
-            rate at each step is the optimiser's initial rate times
-            ``LR_SCHEDULES[lr_schedule](budget_fraction(...))``, so ``"cosine"`` reaches
-            zero at the end of the budget, in steps or in seconds.
+        method: any :class:`~fewshot_tutorial.methods.Method` (moved to ``device``).
+        data: a :class:`FewShotDataset` (the method draws its batches from it with
+            ``method.batches(data, seed)``) or an iterable of batches.
+        n_steps: stop after this many optimiser steps; max_seconds: or after this much
+            wall time (whichever comes first). Neither: ``method.config.steps``.
+        lr: the optimiser's rate (default ``method.config.lr``).
+        lr_schedule: a schedule over the budget (see :data:`LR_SCHEDULES`): the rate at
+            each step is ``lr * LR_SCHEDULES[lr_schedule](budget_fraction(...))``, so
+            ``"cosine"`` reaches zero at the end of the budget, in steps or in seconds
+            (default: the method's, usually ``"constant"``).
         device: where to train.
-        precision: ``"auto"`` or a dtype name; see :func:`~fewshot_tutorial.device.autocast_dtype`.
-        channels_last: ``"auto"`` (on CPU/CUDA) or a bool.
+        precision: ``"auto"`` (mixed precision where the hardware has it natively),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"`` (default: the method's).
+        channels_last: image memory format (default: the method's; ``"auto"``: CPU/CUDA).
+        seed: seed of the training batches.
         grad_clip: clip the global gradient norm to this value.
-        progress: show a tqdm bar.
+        progress: show a progress bar (and say once what the engine chose).
         callback: called as ``callback(step, loss)`` after every step.
 
     Returns:
@@ -155,27 +171,36 @@ def train(
     from tqdm.auto import tqdm
 
     if n_steps is None and max_seconds is None:
-        raise ValueError("give a budget: n_steps and/or max_seconds")
+        n_steps = method.config.steps
+    for name, v in (("n_steps", n_steps), ("max_seconds", max_seconds)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+            raise ValueError(f"{name} must be a positive number, got {v!r}")
+    lr_schedule = lr_schedule or method.lr_schedule
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
-    if scheduler is not None and lr_schedule != "constant":
-        raise ValueError("give either a torch scheduler or an lr_schedule, not both")
     device = torch.device(device)
-    dtype = autocast_dtype(device, precision)
-    cl = use_channels_last(device) if channels_last == "auto" else bool(channels_last)
-    model.to(device)
+    dtype = autocast_dtype(device, precision or method.precision)
+    cl = channels_last if channels_last is not None else method.channels_last
+    cl = use_channels_last(device) if cl == "auto" else bool(cl)
+    method.to(device)
     if cl:
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    if optimizer is None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        method.to(memory_format=torch.channels_last)
+    method.train()
+    optimizer = method.optimizer(method.config.lr if lr is None else lr)
+    scheduler = method.scheduler(optimizer)
+    if scheduler is not None and lr_schedule != "constant":
+        raise ValueError("the method has its own scheduler; leave lr_schedule at 'constant'")
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    lr_factor = LR_SCHEDULES[lr_schedule]
-    hist = History(provenance=provenance(device, dtype, channels_last=cl, n_steps=n_steps,
-                                         max_seconds=max_seconds, lr_schedule=lr_schedule))
+    batches = method.batches(data, seed) if isinstance(data, FewShotDataset) else data
+    hist = History(provenance=provenance(device, dtype, method=method.name, config=method.config.as_dict(),
+                                         channels_last=cl, n_steps=n_steps, max_seconds=max_seconds,
+                                         lr_schedule=lr_schedule, seed=seed))
+    if progress:
+        announce(device, dtype, cl)
     # one refresh a second at most: a notebook kernel drops messages beyond ~1000 queued
     # ones (ZMQ's high-water mark), which can include the "cell finished" one
-    bar = tqdm(total=n_steps, disable=not progress, desc=desc, leave=False, mininterval=1.0)
+    bar = tqdm(total=n_steps, disable=not progress, desc=desc or method.name or "training", leave=False,
+               mininterval=1.0)
     start = time.perf_counter()
     step = 0
     for batch in batches:
@@ -184,21 +209,14 @@ def train(
         if max_seconds is not None and time.perf_counter() - start >= max_seconds:
             break
         batch = to_device(batch, device, cl)
-        with autocast(device, dtype):
-            out = loss_fn(batch)
-        loss, metrics = (out if isinstance(out, tuple) else (out, {}))
-        value = float(loss.detach()) if device.type != "meta" else float("nan")
-        if device.type != "meta" and not math.isfinite(value):
-            raise FloatingPointError(
-                f"loss became {value} at step {step}; the weights were not updated with it. "
-                "Lower the learning rate or try precision='float32'."
-            )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with autocast(device, dtype):
+            loss, metrics = method.backward(batch)
+        value = float(loss) if device.type != "meta" else float("nan")
         if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
         if lr_schedule != "constant":
-            factor = lr_factor(budget_fraction(step, time.perf_counter() - start, n_steps, max_seconds))
+            factor = LR_SCHEDULES[lr_schedule](budget_fraction(step, time.perf_counter() - start, n_steps, max_seconds))
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * factor
         optimizer.step()
@@ -220,16 +238,44 @@ def train(
     return hist
 
 
+class _ModuleAndLoss(Method):
+    """Any module with a loss function, trained by :func:`train` through :func:`fit`."""
+
+    name = "module"
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Any], LossOutput], optimizer: Any,
+                 scheduler: Any) -> None:
+        super().__init__()
+        self.model, self._loss_fn, self._optimizer, self._scheduler = model, loss_fn, optimizer, scheduler
+
+    def loss(self, batch: Any) -> LossOutput:
+        return self._loss_fn(batch)
+
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        return self._optimizer if self._optimizer is not None else super().optimizer(lr)
+
+    def scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        return self._scheduler
+
+
+def train(model: nn.Module, loss_fn: Callable[[Any], LossOutput], batches: Iterable[Any], *,
+          n_steps: int | None = None, max_seconds: float | None = None,
+          optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, scheduler: Any = None,
+          precision: str = "auto", channels_last: bool | str = "auto", desc: str = "training",
+          **engine: Any) -> History:
+    """Train any ``model`` by minimising ``loss_fn(batch)`` over ``batches`` with :func:`fit`.
+
+    For experiments outside the method classes (the sinusoid and quadratic demos of the
+    MAML chapter, a student's own model). ``optimizer`` defaults to Adam over
+    ``model.parameters()``; the other arguments are :func:`fit`'s.
+    """
+    if n_steps is None and max_seconds is None:
+        raise ValueError("give a budget: n_steps and/or max_seconds")
+    return fit(_ModuleAndLoss(model, loss_fn, optimizer, scheduler), batches, n_steps=n_steps,
+               max_seconds=max_seconds, lr=lr, precision=precision, channels_last=channels_last,
+               desc=desc, **engine)
+
+
 def chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
     """Split ``seq`` into consecutive pieces of ``size`` (the last may be shorter)."""
     return [seq[i : i + size] for i in range(0, len(seq), size)]
-
-
-def batched(batches: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    """Group an iterable of episodes into lists of ``size`` (a meta-batch of tasks)."""
-    group: list[Any] = []
-    for b in batches:
-        group.append(b)
-        if len(group) == size:
-            yield group
-            group = []

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from ..protonet import protonet_logits
+from ..methods.protonet import protonet_logits
 from . import project_2d
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from ..siamese import contrastive_grad_z1, contrastive_loss
+from ..losses import contrastive_grad_z1, contrastive_loss
 
 
 def loss_branches(margin: float = 1.0, d_max: float | None = None, n: int = 201):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..protonet import prototypes
+from ..methods.protonet import prototypes
 
 
 def toy_support(n_way: int = 3, n_shot: int = 5, spread: float = 0.6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

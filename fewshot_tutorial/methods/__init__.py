@@ -1,0 +1,16 @@
+"""Every method of the book on one interface (:class:`Method`); ``METHODS`` maps a name to its class.
+
+Adding a method is writing one file here: a config dataclass, what it trains on,
+its loss, and ``predict`` (or ``embed`` + ``head``). See the book's "Adding a method".
+"""
+
+from .base import Config, EpisodicConfig, Method
+from .maml import FOMAML, MAML, Reptile
+from .matching import MatchingNetwork
+from .protonet import ProtoNet
+from .siamese import Siamese
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Siamese, MatchingNetwork, ProtoNet, MAML, FOMAML, Reptile)}
+
+__all__ = ["FOMAML", "MAML", "METHODS", "Config", "EpisodicConfig", "MatchingNetwork", "Method", "ProtoNet",
+           "Reptile", "Siamese"]
