@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .device import upcast
+from .device import no_autocast, upcast
 
 
 def check_labels(y: torch.Tensor, n_way: int, name: str = "support_y", every_class: bool = True) -> None:
@@ -53,8 +53,10 @@ def class_means(z: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
     check_labels(y, n_way)
     if z.dim() != 2 or len(z) != len(y):
         raise ValueError(f"z must be [S, D] with S = len(y) = {len(y)}, got {tuple(z.shape)}")
-    onehot = one_hot(y, n_way)  # [S, n_way]
-    return (onehot.T @ upcast(z)) / onehot.sum(0).unsqueeze(1)
+    with no_autocast(z):  # a mean of float32 embeddings stays float32
+        z = upcast(z)
+        onehot = one_hot(y, n_way).to(z.dtype)  # [S, n_way]
+        return (onehot.T @ z) / onehot.sum(0).unsqueeze(1)
 
 
 def class_mean_scores(scores: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -66,8 +68,10 @@ def class_mean_scores(scores: torch.Tensor, y: torch.Tensor, n_way: int) -> torc
     check_labels(y, n_way)
     if scores.shape[-1] != len(y):
         raise ValueError(f"scores have {scores.shape[-1]} columns but there are {len(y)} support labels")
-    onehot = one_hot(y, n_way).to(scores.dtype)
-    return scores @ onehot / onehot.sum(0)
+    with no_autocast(scores):
+        scores = upcast(scores)
+        onehot = one_hot(y, n_way).to(scores.dtype)
+        return scores @ onehot / onehot.sum(0)
 
 
 def class_sums(weights: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -78,7 +82,9 @@ def class_sums(weights: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tens
     check_labels(y, n_way)
     if weights.shape[-1] != len(y):
         raise ValueError(f"weights have {weights.shape[-1]} columns but there are {len(y)} support labels")
-    return weights @ one_hot(y, n_way).to(weights.dtype)
+    with no_autocast(weights):
+        weights = upcast(weights)
+        return weights @ one_hot(y, n_way).to(weights.dtype)
 
 
 def class_logsumexp(scores: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:

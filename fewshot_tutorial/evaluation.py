@@ -127,8 +127,7 @@ def evaluate(
     if isinstance(predict, Method):
         method = predict
         if cache and method.has_embedding:
-            dataset = embed_dataset(method.embed, dataset, device, precision=precision or method.precision,
-                                    module=method)
+            dataset = embed_dataset(method, dataset, device, precision=precision)
             predict = make_embedding_predict(method)
         else:
             predict = make_predict(method, device, precision)
@@ -170,11 +169,11 @@ def paired_difference(a: EvalResult, b: EvalResult) -> EvalResult:
 
 @torch.no_grad()
 def embed_dataset(
-    embed: Callable[[torch.Tensor], torch.Tensor],
+    embed: Method | Callable[[torch.Tensor], torch.Tensor],
     dataset: FewShotDataset,
     device: torch.device | str = "cpu",
     batch_size: int = 256,
-    precision: str = "float32",
+    precision: str | None = None,
     module: torch.nn.Module | None = None,
 ) -> FewShotDataset:
     """Embed every image once: a dataset whose "images" are ``[D, 1, 1]`` embeddings.
@@ -182,26 +181,28 @@ def embed_dataset(
     For a backbone in eval mode an image's embedding does not depend on the other
     images of its batch, and :class:`~fewshot_tutorial.data.EpisodeSampler` draws its
     indices from the class and image counts only, so the same seed gives the *same*
-    episodes from this dataset as from the images. A method's "embedding predict" then
+    episodes from this dataset as from the images. :func:`make_embedding_predict` then
     scores them without re-running the backbone for every episode, which makes
-    evaluation tens of times cheaper.
+    evaluation tens of times cheaper (what :func:`evaluate` does for a method).
 
     Args:
-        embed: ``[B, C, H, W] -> [B, D]`` (put its module in eval mode first).
+        embed: a :class:`~fewshot_tutorial.methods.Method` with an embedding, or any
+            ``[B, C, H, W] -> [B, D]`` (then put its ``module`` in eval mode).
         dataset: images ``[n_classes, n_per_class, C, H, W]``.
         device: where to run ``embed``.
         batch_size: images per forward pass.
-        precision: autocast precision (see :func:`~fewshot_tutorial.device.autocast_dtype`).
-        module: the module behind ``embed``, if any: put in eval mode on ``device`` (in
-            channels-last memory where that helps) first.
+        precision: autocast precision (default: the method's, or float32 for a plain function).
+        module: the module behind a plain ``embed``, put in eval mode on ``device`` first.
 
     Returns:
         :class:`FewShotDataset` with images ``[n_classes, n_per_class, D, 1, 1]`` (float32).
     """
     device = torch.device(device)
+    if isinstance(embed, Method):
+        module, precision, embed = embed, precision or embed.precision, embed.embed
     if module is not None:
         for_inference(module, device)
-    dtype = autocast_dtype(device, precision)
+    dtype = autocast_dtype(device, precision or "float32")
     fmt = torch.channels_last if use_channels_last(device) else torch.contiguous_format
     x, _ = dataset.flat()
     out = []

@@ -177,6 +177,10 @@ class Method(nn.Module):
         z = self.embed(torch.cat([episode.support_x, episode.query_x]))
         return self.head(z[:n], episode.support_y, z[n:], episode.n_way)
 
+    def forward(self, episode: Episode) -> torch.Tensor:
+        """``method(episode)`` is :meth:`predict` (in whatever mode the module is in)."""
+        return self.predict(episode)
+
     @property
     def has_embedding(self) -> bool:
         """True when the method defines :meth:`embed` and :meth:`head` (embedding cache)."""

@@ -8,19 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot_tutorial import Conv4, Episode, EpisodeSampler, evaluate, train
-from fewshot_tutorial.protonet import (
+from fewshot_tutorial import Episode, evaluate, fit
+from fewshot_tutorial.evaluation import make_predict
+from fewshot_tutorial.methods.protonet import (
     ProtoNet,
     cosine_distance,
-    fit,
     linear_layer,
-    make_predict,
     protonet_logits,
-    protonet_loss,
     prototypes,
     squared_euclidean,
 )
-from tests.conftest import needs_data
 
 
 def _episode(n_way=3, n_shot=2, n_query=4, size=28, device="cpu", seed=0) -> Episode:
@@ -50,12 +47,14 @@ def test_prototypes_are_class_means_for_shuffled_labels():
 
 def test_prototypes_missing_class_and_bad_labels_raise():
     z = torch.randn(4, 3)
-    with pytest.raises(ValueError, match=r"class\(es\) \[1\] have no support example"):
+    with pytest.raises(ValueError, match=r"class\(es\) \[1\] have no support item"):
         prototypes(z, torch.tensor([0, 0, 2, 2]), 3)
     with pytest.raises(ValueError, match="must lie in 0..2"):
         prototypes(z, torch.tensor([0, 1, 2, 3]), 3)
-    with pytest.raises(ValueError, match="support_z must be"):
+    with pytest.raises(ValueError, match="z must be"):
         prototypes(z, torch.tensor([0, 1, 2]), 3)
+    with pytest.raises(ValueError, match="integer class labels"):
+        prototypes(z, torch.tensor([0.0, 1.0, 2.0, 2.0]), 3)
 
 
 def test_prototypes_upcast_bfloat16():
@@ -111,7 +110,7 @@ def test_distances_match_naive_loops():
     assert torch.equal(protonet_logits(q, c, "cosine"), -cos)
     with pytest.raises(ValueError, match="distance must be one of"):
         protonet_logits(q, c, "manhattan")
-    with pytest.raises(ValueError, match="D=5 but protos has D=3"):
+    with pytest.raises(ValueError, match="D=5 vs 3"):
         squared_euclidean(q, c[:, :3])
 
 
@@ -162,9 +161,9 @@ def test_hand_gradient_of_loss_wrt_query_embedding():
 # --------------------------------------------------------------------------- model, engine
 def test_model_predict_shapes_and_loss():
     torch.manual_seed(7)
-    model = ProtoNet(Conv4(hidden=8))
+    model = ProtoNet(hidden=8)
     ep = _episode(n_way=4, n_shot=2, n_query=3)
-    loss, m = protonet_loss(model, ep)
+    loss, m = model.loss(ep)
     assert loss.dim() == 0 and 0 <= m["accuracy"] <= 1
     logits = make_predict(model, "cpu")(ep)
     assert logits.shape == (12, 4) and logits.dtype == torch.float32
@@ -172,24 +171,14 @@ def test_model_predict_shapes_and_loss():
         ProtoNet(distance="l1")
 
 
-def test_train_step_and_predict_on_meta_device():
-    meta = torch.device("meta")
-    model = ProtoNet(Conv4(hidden=8)).to(meta)
-    ep = _episode(n_way=3, n_shot=2, n_query=2, device=meta)
-    hist = train(model, lambda e: protonet_loss(model, e), [ep, ep], n_steps=2, device=meta, progress=False)
-    assert hist.steps == 2
-    logits = make_predict(model, meta)(ep)
-    assert logits.shape == (6, 3) and logits.device.type == "meta"
-
-
 def test_short_training_lowers_loss_on_real_data(background, evaluation):
     torch.manual_seed(0)
-    model = ProtoNet(Conv4())
-    hist = fit(model, background, n_way=10, n_shot=1, n_query=3, n_steps=40, lr=3e-3, progress=False)
+    model = ProtoNet(train_way=10, train_shot=1, train_query=3, lr=3e-3)
+    hist = fit(model, background, n_steps=40, progress=False)
     first, last = sum(hist.losses[:10]) / 10, sum(hist.losses[-10:]) / 10
     assert last < 0.8 * first, (first, last)
     # trained with 10-way episodes, tested 5-way: a higher train way than test way
-    res = evaluate(make_predict(model), evaluation, 5, 1, n_episodes=20, seed=0)
+    res = evaluate(model, evaluation, 5, 1, n_episodes=20, seed=0)
     assert res.accuracy > 0.4
 
 
@@ -198,25 +187,18 @@ def test_fit_rejects_train_way_larger_than_split():
 
     data = FewShotDataset(torch.rand(4, 6, 1, 28, 28), [f"c{i}" for i in range(4)])
     with pytest.raises(ValueError, match="only 4 classes"):
-        fit(ProtoNet(Conv4(hidden=4)), data, n_way=5, n_steps=1)
+        fit(ProtoNet(hidden=4, train_way=5), data, n_steps=1)
 
 
-def test_cli_train_then_evaluate_checkpoint(data_root, tmp_path, capsys):
-    from fewshot_tutorial.cli import main
-
-    out = tmp_path / "proto.pt"
-    assert main(["train", "protonet", "--root", str(data_root), "--steps", "3", "--train-way", "10",
-                 "--train-query", "2", "--distance", "cosine", "--lr-schedule", "cosine", "--out", str(out)]) == 0
-    assert out.is_file()
-    from fewshot_tutorial.checkpoints import load_checkpoint
-
-    config = load_checkpoint(out)[1]
-    assert config["lr_schedule"] == "cosine" and config["provenance"]["lr_schedule"] == "cosine"
-    assert main(["evaluate", "--root", str(data_root), "--checkpoint", str(out), "--episodes", "5",
-                 "--json"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    res = json.loads(line)
-    assert res["method"] == "protonet" and 0.0 <= res["accuracy"] <= 1.0 and res["n"] == 5
+def test_lr_decay_every_halves_the_rate():
+    model = ProtoNet(hidden=4, lr_decay_every=2)
+    opt = model.optimizer(1e-3)
+    sched = model.scheduler(opt)
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 / 4)
+    assert ProtoNet(hidden=4).scheduler(opt) is None
 
 
 # --------------------------------------------------------------------------- exercises
@@ -233,12 +215,12 @@ def test_exercise_one_shot_protonet_is_nearest_neighbour():
 def test_exercise_nearest_neighbour_predict_on_episode():
     """Solution of ex-protonet-3: a K-shot nearest-neighbour predict in embedding space."""
     torch.manual_seed(9)
-    model = ProtoNet(Conv4(hidden=8)).eval()
+    model = ProtoNet(hidden=8).eval()
     ep = _episode(n_way=3, n_shot=3, n_query=2)
 
     @torch.no_grad()
     def nn_predict(episode):
-        support_z, query_z = model.embed(episode)
+        support_z, query_z = model.embed(episode.support_x), model.embed(episode.query_x)
         d = squared_euclidean(query_z, support_z)  # [Q, n_way * n_shot]
         best = torch.full((len(query_z), episode.n_way), float("inf")).scatter_reduce(
             1, episode.support_y.expand_as(d), d, reduce="amin")
@@ -247,27 +229,7 @@ def test_exercise_nearest_neighbour_predict_on_episode():
     logits = nn_predict(ep)
     assert logits.shape == (6, 3)
     with torch.no_grad():
-        support_z, query_z = model.embed(ep)
+        support_z, query_z = model.embed(ep.support_x), model.embed(ep.query_x)
     for i in range(6):
         dists = [(query_z[i] - support_z[j]).pow(2).sum() for j in range(9)]
         assert int(logits[i].argmax()) == int(ep.support_y[int(torch.stack(dists).argmin())])
-
-
-@needs_data
-def test_embedding_predict_scores_the_same_episodes_as_the_image_predict(evaluation):
-    from fewshot_tutorial.protonet import embed_dataset, make_embedding_predict
-
-    torch.manual_seed(0)
-    model = ProtoNet(Conv4(hidden=16))
-    few = evaluation.subset(list(range(30)))
-    on_images = [make_predict(model, "cpu", precision="float32")(e)
-                 for e in EpisodeSampler(few, 5, 2, 3, seed=4, n_episodes=3)]
-    embedded = embed_dataset(model, few, "cpu", precision="float32")
-    assert embedded.images.shape[:2] == few.images.shape[:2]
-    predict = make_embedding_predict(model)
-    on_embeddings = [predict(e) for e in EpisodeSampler(embedded, 5, 2, 3, seed=4, n_episodes=3)]
-    for a, b in zip(on_images, on_embeddings):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
-    r_img = evaluate(make_predict(model, "cpu", precision="float32"), few, 5, 1, 3, n_episodes=20, seed=0)
-    r_emb = evaluate(predict, embedded, 5, 1, 3, n_episodes=20, seed=0)
-    assert abs(r_img.accuracy - r_emb.accuracy) < 1e-6
