@@ -290,3 +290,14 @@ def test_image_folder_errors_name_the_file(tmp_path, monkeypatch, bad):
 def test_load_image_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_image(tmp_path / "nope.png")
+
+
+def test_image_size_is_checked_before_any_file_is_read(tmp_path):
+    with pytest.raises(ValueError, match="image_size must be a positive integer, got 0"):
+        load_image(tmp_path / "any.png", 0)
+    with pytest.raises(TypeError, match="image_size must be an int, got float"):
+        load_image_folder(tmp_path, image_size=28.0)
+    with pytest.raises(TypeError, match="image_size must be an int, got the bool"):
+        load_omniglot(tmp_path, image_size=True)
+    make_tiny_omniglot(tmp_path, n_chars=1)
+    assert load_omniglot(tmp_path, image_size=np.int64(12)).image_shape == (1, 12, 12)

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from .dataset import FewShotDataset
+from .episodes import as_int
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # what decoding a damaged, foreign or hostile image file can raise in Pillow
@@ -46,8 +47,10 @@ def load_image(path: str | os.PathLike, image_size: int = 28, invert: bool = Fal
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is a folder or cannot be decoded as an image.
+        ValueError: ``path`` is a folder or cannot be decoded as an image; ``image_size < 1``.
+        TypeError: ``image_size`` is not an int.
     """
+    image_size = as_int("image_size", image_size)
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; check the path to the image")
@@ -96,7 +99,10 @@ def load_image_folder(
         FileNotFoundError: ``root`` is not a folder.
         ValueError: no class folders, a class with too few images, or an unreadable image
             (the message names the file).
+        TypeError: ``image_size`` or ``n_per_class`` is not an int.
     """
+    image_size = as_int("image_size", image_size)
+    n_per_class = None if n_per_class is None else as_int("n_per_class", n_per_class)
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; expected {root}/<class>/<images>")

@@ -26,6 +26,7 @@ from PIL import Image
 from .cache import cache_dir, cache_path, read_cache, write_cache
 from .cache import user_cache_root as _user_cache
 from .dataset import FewShotDataset
+from .episodes import as_int
 from .folder import IMAGE_ERRORS, describe
 from .sources import REDOWNLOAD, count_drawings, fingerprint, iter_pngs
 
@@ -251,15 +252,15 @@ def load_omniglot(
         UserWarning: the decoded-image cache cannot be written (loading goes on without it).
 
     Raises:
-        ValueError: unknown split, bad size, or a corrupt / foreign / unsafe source (the
-            message names the file).
+        ValueError: unknown split, ``image_size < 4``, or a corrupt / foreign / unsafe
+            source (the message names the file).
+        TypeError: ``image_size`` is not an int.
         FileNotFoundError: no data at ``root`` and ``download`` is False, or ``root`` is
             a file other than the split's zip.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"image_size must be an int >= 4, got {image_size!r}")
+    image_size = as_int("image_size", image_size, minimum=4)
     root = Path(root).expanduser() if root is not None else default_root()
     needed = {"background": ["images_background"], "evaluation": ["images_evaluation"]}.get(split, list(SOURCES))
 
