@@ -229,11 +229,19 @@ def test_root_may_be_the_zip_itself(tmp_path, capsys):
     assert main(["data", "--root", str(path), "--image-size", "12", "--splits", "background"]) == 0
 
 
+def test_root_may_be_the_extracted_folder_itself(tmp_path):
+    folder = make_tiny_omniglot(tmp_path, n_chars=2, as_zip=False)
+    assert load_omniglot(folder, split="background", image_size=12).n_classes == 4
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
 @pytest.mark.parametrize("split", ["evaluation", "vinyals/test"])
-def test_root_as_another_zip_says_to_pass_its_folder(tmp_path, split):
-    path = make_tiny_omniglot(tmp_path)
-    with pytest.raises(FileNotFoundError, match=f"is a file.*pass the folder that contains.*root={re.escape(str(tmp_path))}"):
-        load_omniglot(path, split=split, image_size=12, download=True)  # and no download into a file
+def test_root_as_another_split_says_to_pass_its_folder(tmp_path, split, as_zip):
+    path = make_tiny_omniglot(tmp_path, as_zip=as_zip)
+    what = "a file" if as_zip else "the images_background folder"
+    folder = re.escape(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=f"is {what}.*pass the folder that contains.*root={folder}"):
+        load_omniglot(path, split=split, image_size=12, download=True)  # and no download into it
 
 
 # ------------------------------------------------------------------- image folders

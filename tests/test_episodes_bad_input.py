@@ -52,7 +52,8 @@ def test_seed_must_be_an_int(seed):
 
 @pytest.mark.parametrize("n", [0, -1])
 def test_n_episodes_must_be_positive(n):
-    with pytest.raises(ValueError, match=f"n_episodes must be a positive integer \\(or None for an endless sampler\\), got {n}"):
+    match = f"n_episodes must be a positive integer \\(or None for an endless sampler\\), got {n}"
+    with pytest.raises(ValueError, match=match):
         EpisodeSampler(dataset(), 3, 1, 1, n_episodes=n)
     with pytest.raises(TypeError, match="n_episodes must be an int"):
         EpisodeSampler(dataset(), 3, 1, 1, n_episodes="5")

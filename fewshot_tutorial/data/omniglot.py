@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cache import cache_dir, cache_path, read_cache, write_cache
+from .cache import cache_dir, cache_path, read_cache, write_cache  # noqa: F401 (cache_dir: public here before)
 from .cache import user_cache_root as _user_cache
 from .dataset import FewShotDataset
 from .episodes import as_int
@@ -49,6 +49,7 @@ KNOWN_CLASSES = {
 ROTATIONS = (0, 90, 180, 270)
 _SPLIT_DIR = Path(__file__).parent / "splits"
 
+
 class IncompleteDataWarning(UserWarning):
     """An Omniglot source does not hold the official number of characters or drawings."""
 
@@ -73,12 +74,14 @@ def _candidate_dirs(root: Path) -> list[Path]:
 def find_source(root: Path, name: str) -> Path | None:
     """Return the zip or folder holding ``name`` (e.g. ``images_background``) under ``root``.
 
-    ``root`` may also be that zip itself. An extracted folder wins over a zip beside it
+    ``root`` may also be that zip, or that extracted folder, itself. An extracted folder wins over a zip beside it
     (it is what torchvision leaves behind) unless it holds fewer drawings than the zip,
     as a half-finished extraction does: then the zip is used, with a warning.
     """
     if root.is_file():
         return root if root.name == f"{name}.zip" else None
+    if root.name == name and root.is_dir():
+        return root
     for d in _candidate_dirs(root):
         folder, archive = d / name, d / f"{name}.zip"
         has_folder = folder.is_dir() and any(folder.iterdir())
@@ -175,10 +178,16 @@ def _download(root: Path) -> None:
         Omniglot(str(root), background=background, download=True)
 
 
+def _is_one_source(root: Path) -> bool:
+    """Whether ``root`` is a zip or extracted folder of one split, not a folder of them."""
+    return root.is_file() or root.name in SOURCES
+
+
 def _not_found(root: Path, name: str) -> FileNotFoundError:
-    if root.is_file():
+    if _is_one_source(root):
+        what = "a file" if root.is_file() else f"the {root.name} folder"
         return FileNotFoundError(
-            f"root={root} is a file, not {name}.zip; pass the folder that contains "
+            f"root={root} is {what}, not {name}; pass the folder that contains "
             "images_background.zip and images_evaluation.zip (zips or extracted folders), "
             f"e.g. root={root.parent}."
         )
@@ -196,7 +205,7 @@ def _find_sources(root: Path, names: list[str], download: bool) -> dict[str, Pat
     sources = {}
     for name in names:
         src = find_source(root, name)
-        if src is None and download and not root.is_file():
+        if src is None and download and not _is_one_source(root):
             _download(root)
             src = find_source(root, name)
         if src is None:
@@ -230,7 +239,7 @@ def load_omniglot(
 
     Args:
         root: folder with the official zips or extracted folders (or torchvision's
-            ``omniglot-py`` folder), or the split's zip itself (e.g.
+            ``omniglot-py`` folder), or the split's zip or folder itself (e.g.
             ``.../images_background.zip`` for ``split="background"``). Default:
             :func:`default_root`.
         split: ``"background"`` (964 characters), ``"evaluation"`` (659), or a Vinyals
@@ -256,7 +265,7 @@ def load_omniglot(
             source (the message names the file).
         TypeError: ``image_size`` is not an int.
         FileNotFoundError: no data at ``root`` and ``download`` is False, or ``root`` is
-            a file other than the split's zip.
+            a file or folder other than the split's own (the message says what to pass).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
