@@ -74,14 +74,13 @@ def _candidate_dirs(root: Path) -> list[Path]:
 def find_source(root: Path, name: str) -> Path | None:
     """Return the zip or folder holding ``name`` (e.g. ``images_background``) under ``root``.
 
-    ``root`` may also be that zip, or that extracted folder, itself. An extracted folder wins over a zip beside it
-    (it is what torchvision leaves behind) unless it holds fewer drawings than the zip,
-    as a half-finished extraction does: then the zip is used, with a warning.
+    ``root`` may also be that zip, or that extracted folder, itself. An extracted folder
+    wins over a zip beside it (it is what torchvision leaves behind) unless it holds
+    fewer drawings than the zip, as a half-finished extraction does: then the zip is
+    used, with a warning.
     """
     if root.is_file():
         return root if root.name == f"{name}.zip" else None
-    if root.name == name and root.is_dir():
-        return root
     for d in _candidate_dirs(root):
         folder, archive = d / name, d / f"{name}.zip"
         has_folder = folder.is_dir() and any(folder.iterdir())
@@ -91,7 +90,7 @@ def find_source(root: Path, name: str) -> Path | None:
             return folder
         if archive.is_file():
             return archive
-    return None
+    return root if root.name == name and root.is_dir() else None
 
 
 def _more_complete(folder: Path, archive: Path, name: str) -> Path:
