@@ -8,24 +8,27 @@ The loader accepts what people actually have on disk:
 
 at 105x105 as downloaded or already resized (e.g. 28x28). Decoding ~32k PNGs takes
 a while, so the decoded images are cached as a ``.npz`` file (safe to load, no pickle)
-that is rebuilt whenever the source changes.
+that is rebuilt whenever the source changes (:mod:`fewshot_tutorial.data.cache`).
+Reading a source without trusting it is :mod:`fewshot_tutorial.data.sources`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import tempfile
-import zipfile
-from collections.abc import Iterable
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .cache import cache_dir, cache_path, read_cache, write_cache  # noqa: F401 (cache_dir: public here before)
+from .cache import user_cache_root as _user_cache
 from .dataset import FewShotDataset
+from .episodes import as_int
+from .folder import IMAGE_ERRORS, describe
+from .sources import REDOWNLOAD, count_drawings, fingerprint, iter_pngs
 
 SOURCES = ("images_background", "images_evaluation")
 SPLITS = (
@@ -36,9 +39,19 @@ SPLITS = (
     "vinyals/trainval",
     "vinyals/test",
 )
+# characters in each official source (Lake et al. 2015; the "small" sets of their repository)
+KNOWN_CLASSES = {
+    "images_background": 964,
+    "images_evaluation": 659,
+    "images_background_small1": 136,
+    "images_background_small2": 156,
+}
 ROTATIONS = (0, 90, 180, 270)
 _SPLIT_DIR = Path(__file__).parent / "splits"
-_CACHE_VERSION = 1
+
+
+class IncompleteDataWarning(UserWarning):
+    """An Omniglot source does not hold the official number of characters or drawings."""
 
 
 def default_root() -> Path:
@@ -53,17 +66,6 @@ def default_root() -> Path:
     return _user_cache() / "data"
 
 
-def _user_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "fewshot_tutorial"
-
-
-def cache_dir() -> Path:
-    """Folder for decoded-image caches (``FEWSHOT_CACHE`` or the per-user cache)."""
-    env = os.environ.get("FEWSHOT_CACHE")
-    return Path(env).expanduser() if env else _user_cache() / "decoded"
-
-
 def _candidate_dirs(root: Path) -> list[Path]:
     """Folders under ``root`` where the official files may sit (most specific first)."""
     return [root, root / "omniglot-py", root / "omniglot28", root / "omniglot105", root / "omniglot"]
@@ -72,81 +74,62 @@ def _candidate_dirs(root: Path) -> list[Path]:
 def find_source(root: Path, name: str) -> Path | None:
     """Return the zip or folder holding ``name`` (e.g. ``images_background``) under ``root``.
 
-    An extracted folder wins over a zip (it is what torchvision leaves behind).
+    ``root`` may also be that zip, or that extracted folder, itself. An extracted folder
+    wins over a zip beside it (it is what torchvision leaves behind) unless it holds
+    fewer drawings than the zip, as a half-finished extraction does: then the zip is
+    used, with a warning.
     """
+    if root.is_file():
+        return root if root.name == f"{name}.zip" else None
     for d in _candidate_dirs(root):
         folder, archive = d / name, d / f"{name}.zip"
-        if folder.is_dir() and any(folder.iterdir()):
+        has_folder = folder.is_dir() and any(folder.iterdir())
+        if has_folder and archive.is_file():
+            return _more_complete(folder, archive, name)
+        if has_folder:
             return folder
         if archive.is_file():
             return archive
-    return None
+    return root if root.name == name and root.is_dir() else None
 
 
-def _signature(source: Path) -> str:
-    """A string that changes whenever the files behind ``source`` change."""
-    if source.is_file():
-        st = source.stat()
-        parts: Iterable[str] = [f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}"]
-    else:
-        parts = [str(source.resolve())]
-        parts = list(parts) + sorted(
-            f"{p.relative_to(source)}|{p.stat().st_size}|{p.stat().st_mtime_ns}"
-            for p in source.rglob("*.png")
-        )
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\n")
-    return h.hexdigest()
+def _more_complete(folder: Path, archive: Path, name: str) -> Path:
+    """The folder, unless the zip beside it holds more drawings (a partial extraction)."""
+    try:
+        n_zip = count_drawings(archive, name)
+    except ValueError as e:
+        warnings.warn(f"using the folder {folder}: the zip beside it is unusable ({e})",
+                      IncompleteDataWarning, stacklevel=3)
+        return folder
+    n_folder = count_drawings(folder, name)
+    if n_zip <= n_folder:
+        return folder
+    warnings.warn(
+        f"{folder} holds {n_folder} drawings but {archive.name} beside it holds {n_zip}: using "
+        "the zip. Delete the folder (or finish extracting it) to silence this.",
+        IncompleteDataWarning, stacklevel=3,
+    )
+    return archive
 
 
 def _decode(data: bytes, image_size: int) -> np.ndarray:
     """PNG bytes -> ``[image_size, image_size]`` uint8 ink map (255 = ink, 0 = paper)."""
-    img = Image.open(io.BytesIO(data)).convert("L")
+    with Image.open(io.BytesIO(data)) as im:
+        img = im.convert("L")
     if img.size != (image_size, image_size):
         # Antialiased resize (Lanczos), the preprocessing of most few-shot papers.
         img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
     return 255 - np.asarray(img, dtype=np.uint8)
 
 
-def _iter_pngs(source: Path, name: str) -> Iterable[tuple[str, str, bytes]]:
-    """Yield ``(class_name, file_name, png_bytes)`` for each drawing in ``source``."""
-    if source.is_file():
-        try:
-            zf = zipfile.ZipFile(source)
-        except zipfile.BadZipFile as e:
-            raise ValueError(
-                f"{source} is not a readable zip ({e}). Delete it and download it again "
-                "(download=True) or point FEWSHOT_DATA at a good copy."
-            ) from e
-        with zf:
-            for info in sorted(zf.infolist(), key=lambda i: i.filename):
-                parts = info.filename.split("/")
-                if info.is_dir() or not info.filename.endswith(".png"):
-                    continue
-                if len(parts) != 4 or parts[0] != name:
-                    raise ValueError(
-                        f"{source} does not have the official Omniglot layout: found "
-                        f"{info.filename!r}, expected '{name}/<Alphabet>/characterNN/<drawing>.png'."
-                    )
-                try:
-                    data = zf.read(info)
-                except (zipfile.BadZipFile, OSError) as e:
-                    raise ValueError(f"{source} is corrupt ({info.filename}: {e}).") from e
-                yield f"{parts[1]}/{parts[2]}", parts[3], data
-    else:
-        for png in sorted(source.glob("*/*/*.png")):
-            yield f"{png.parent.parent.name}/{png.parent.name}", png.name, png.read_bytes()
-
-
 def _decode_source(source: Path, name: str, image_size: int) -> tuple[np.ndarray, list[str]]:
+    fix = f"the zip is damaged; {REDOWNLOAD}" if source.is_file() else "remove or replace that file"
     by_class: dict[str, list[np.ndarray]] = {}
-    for cls, _, data in _iter_pngs(source, name):
+    for cls, where, data in iter_pngs(source, name):
         try:
             by_class.setdefault(cls, []).append(_decode(data, image_size))
-        except OSError as e:
-            raise ValueError(f"{source}: {cls} holds an unreadable image ({e}).") from e
+        except IMAGE_ERRORS as e:
+            raise ValueError(f"cannot decode {where} ({describe(e)}); {fix}.") from e
     if not by_class:
         raise ValueError(f"{source} holds no '<Alphabet>/characterNN/*.png' images.")
     counts = {len(v) for v in by_class.values()}
@@ -162,31 +145,27 @@ def _decode_source(source: Path, name: str, image_size: int) -> tuple[np.ndarray
 def load_source(source: Path, name: str, image_size: int, use_cache: bool = True) -> tuple[torch.Tensor, list[str]]:
     """Decode one official source (zip or folder) to uint8 ``[n_classes, 20, H, W]``.
 
-    The result is cached in :func:`cache_dir`; the cache is written atomically (never
-    half-written) and rebuilt when the source's signature changes.
+    The result is cached in :func:`cache_dir` (see :mod:`fewshot_tutorial.data.cache`):
+    written atomically, rebuilt when the source's content changes, skipped with a
+    warning when the folder cannot be written. Warns (:class:`IncompleteDataWarning`)
+    when an official source does not hold its official number of characters.
     """
-    sig = _signature(source)
-    key = hashlib.sha256(f"{source.resolve()}|{image_size}".encode()).hexdigest()[:16]
-    path = cache_dir() / f"{name}-{image_size}-{key}.npz"
-    if use_cache and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                if str(f["signature"]) == sig and int(f["version"]) == _CACHE_VERSION:
-                    return torch.from_numpy(f["images"].copy()), [str(s) for s in f["names"]]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            pass  # unreadable cache: rebuild it below
-    images, names = _decode_source(source, name, image_size)
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            np.savez(tmp, images=images, names=np.array(names), signature=np.array(sig),
-                     version=np.array(_CACHE_VERSION))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    fp = fingerprint(source)
+    path = cache_path(source, name, image_size)
+    decoded = read_cache(path, fp) if use_cache else None
+    if decoded is None:
+        decoded = _decode_source(source, name, image_size)
+        if use_cache:
+            write_cache(path, *decoded, fp)
+    images, names = decoded
+    known = KNOWN_CLASSES.get(name)
+    if known is not None and len(names) != known:
+        warnings.warn(
+            f"{source} holds {len(names)} characters, but the official {name} has {known}; "
+            "results are not comparable with published ones. If it is a partial extraction "
+            "or download, delete it and extract or download it again.",
+            IncompleteDataWarning, stacklevel=2,
+        )
     return torch.from_numpy(images), names
 
 
@@ -198,7 +177,19 @@ def _download(root: Path) -> None:
         Omniglot(str(root), background=background, download=True)
 
 
+def _is_one_source(root: Path) -> bool:
+    """Whether ``root`` is a zip or extracted folder of one split, not a folder of them."""
+    return root.is_file() or root.name in SOURCES
+
+
 def _not_found(root: Path, name: str) -> FileNotFoundError:
+    if _is_one_source(root):
+        what = "a file" if root.is_file() else f"the {root.name} folder"
+        return FileNotFoundError(
+            f"root={root} is {what}, not {name}; pass the folder that contains "
+            "images_background.zip and images_evaluation.zip (zips or extracted folders), "
+            f"e.g. root={root.parent}."
+        )
     looked = ", ".join(str(d / f"{name}[.zip]") for d in _candidate_dirs(root))
     return FileNotFoundError(
         f"Omniglot's {name!r} was not found. Looked in: {looked}. Either set FEWSHOT_DATA "
@@ -206,6 +197,20 @@ def _not_found(root: Path, name: str) -> FileNotFoundError:
         "images_evaluation.zip (zips or extracted folders), or pass download=True "
         "(CLI: --download) to fetch them with torchvision."
     )
+
+
+def _find_sources(root: Path, names: list[str], download: bool) -> dict[str, Path]:
+    """The zip or folder of each of ``names``, downloading them if asked and missing."""
+    sources = {}
+    for name in names:
+        src = find_source(root, name)
+        if src is None and download and not _is_one_source(root):
+            _download(root)
+            src = find_source(root, name)
+        if src is None:
+            raise _not_found(root, name)
+        sources[name] = src
+    return sources
 
 
 def split_names(split: str) -> list[str]:
@@ -233,7 +238,9 @@ def load_omniglot(
 
     Args:
         root: folder with the official zips or extracted folders (or torchvision's
-            ``omniglot-py`` folder). Default: :func:`default_root`.
+            ``omniglot-py`` folder), or the split's zip or folder itself (e.g.
+            ``.../images_background.zip`` for ``split="background"``). Default:
+            :func:`default_root`.
         split: ``"background"`` (964 characters), ``"evaluation"`` (659), or a Vinyals
             split ``"vinyals/train"`` (4112 classes), ``"vinyals/val"`` (688),
             ``"vinyals/trainval"`` (4800), ``"vinyals/test"`` (1692), in which each
@@ -247,27 +254,25 @@ def load_omniglot(
         A dataset with ``images: [n_classes, 20, 1, image_size, image_size]`` (float32,
         ink = 1, paper = 0) and ``class_names``.
 
+    Warns:
+        IncompleteDataWarning: a source does not hold the official number of characters,
+            or a partly extracted folder was passed over for the complete zip beside it.
+        UserWarning: the decoded-image cache cannot be written (loading goes on without it).
+
     Raises:
-        ValueError: unknown split, bad size, or a corrupt / foreign source.
-        FileNotFoundError: no data at ``root`` and ``download`` is False.
+        ValueError: unknown split, ``image_size < 4``, or a corrupt / foreign / unsafe
+            source (the message names the file).
+        TypeError: ``image_size`` is not an int.
+        FileNotFoundError: no data at ``root`` and ``download`` is False, or ``root`` is
+            a file or folder other than the split's own (the message says what to pass).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"image_size must be an int >= 4, got {image_size!r}")
+    image_size = as_int("image_size", image_size, minimum=4)
     root = Path(root).expanduser() if root is not None else default_root()
     needed = {"background": ["images_background"], "evaluation": ["images_evaluation"]}.get(split, list(SOURCES))
 
-    sources = {}
-    for name in needed:
-        src = find_source(root, name)
-        if src is None and download:
-            _download(root)
-            src = find_source(root, name)
-        if src is None:
-            raise _not_found(root, name)
-        sources[name] = src
-
+    sources = _find_sources(root, needed, download)
     decoded = {name: load_source(src, name, image_size) for name, src in sources.items()}
     if not split.startswith("vinyals/"):
         images, names = decoded[needed[0]]
