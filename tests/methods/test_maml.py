@@ -9,10 +9,10 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from fewshot_tutorial import Episode, EpisodeSampler
-from fewshot_tutorial import maml
-from fewshot_tutorial.maml import (
-    MAMLConfig,
-    MAMLNet,
+from fewshot_tutorial import backbones
+from fewshot_tutorial.backbones import MAMLNet
+from fewshot_tutorial.evaluation import make_predict
+from fewshot_tutorial.inner_loop import (
     adapt,
     flatten,
     meta_loss,
@@ -21,7 +21,8 @@ from fewshot_tutorial.maml import (
     reptile_surrogate,
     unflatten,
 )
-from fewshot_tutorial.training import batched, train
+from fewshot_tutorial.methods import MAML, Reptile
+from fewshot_tutorial.training import fit, train
 from tests.conftest import needs_data
 
 F64 = torch.float64
@@ -154,7 +155,7 @@ def test_fused_and_composite_batch_norm_agree_to_second_order():
     """The loop uses the fused batch norm, vmap the composite one: same values, same meta-gradient."""
     torch.manual_seed(0)
     model = MAMLNet(3, hidden=8).to(F64)
-    composite = maml.composite_batch_norm(model)
+    composite = backbones.composite_batch_norm(model)
     assert composite.head.weight is model.head.weight          # shares the tensors
     assert not model.backbone.encoder[0][1].composite and composite.backbone.encoder[0][1].composite
     x = torch.randn(6, 8, 5, 5, dtype=F64)
@@ -163,7 +164,7 @@ def test_fused_and_composite_batch_norm_agree_to_second_order():
         ref.weight.uniform_(0.5, 1.5)
         ref.bias.uniform_(-0.5, 0.5)
     for form in (False, True):
-        bn = maml.TaskBatchNorm2d(8).to(F64)
+        bn = backbones.TaskBatchNorm2d(8).to(F64)
         bn.load_state_dict(ref.state_dict())
         bn.composite = form
         torch.testing.assert_close(bn(x), ref(x))
@@ -183,8 +184,12 @@ def test_meta_loss_rejects_bad_batches():
     tasks = random_tasks(2) + random_tasks(1, n_shot=1)
     with pytest.raises(ValueError, match="one shape"):
         meta_loss(model, params_of(model), tasks, inner_lr=0.4, n_steps=1, vectorize="vmap")
-    with pytest.raises(ValueError):
-        MAMLConfig(algorithm="protonet")
+    with pytest.raises(ValueError, match="vectorize"):
+        MAML(vectorize="sometimes")
+    with pytest.raises(ValueError, match="inner_lr"):
+        MAML(inner_lr=float("nan"))
+    with pytest.raises(ValueError, match="per-step"):
+        MAML(inner_lr=[0.1, 0.2], inner_steps=1)
 
 
 class Scalar(nn.Module):
@@ -227,26 +232,14 @@ def test_reptile_surrogate_gradient_is_theta_minus_mean_phi():
     torch.testing.assert_close(g, theta["w"] - torch.stack([p["w"] for p in phis]).mean(0))
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile"])
-def test_training_step_and_predict_run_on_the_meta_device(algorithm):
-    device = torch.device("meta")
-    cfg = MAMLConfig(algorithm=algorithm, n_way=3, hidden=8, meta_batch=2, train_steps=2, test_steps=2)
-    model = MAMLNet(3, hidden=8).to(device)
-    tasks = [t.to(device) for t in random_tasks(4)]
-    hist = train(model, maml.make_loss(model, cfg), batched(iter(tasks), 2), n_steps=2, device=device,
-                 progress=False)
-    assert hist.steps == 2
-    logits = maml.make_predict(model, cfg, device)(tasks[0])
-    assert logits.device.type == "meta" and tuple(logits.shape) == (6, 3)
-
-
 def test_predict_does_not_change_the_model():
-    cfg = MAMLConfig(n_way=3, hidden=8, test_steps=3)
-    model = MAMLNet(3, hidden=8)
+    model = MAML(train_way=3, hidden=8, test_steps=3)
     before = flatten(params_of(model)).detach().clone()
-    logits = maml.make_predict(model, cfg, "cpu")(random_tasks(1)[0])
+    logits = make_predict(model, "cpu")(random_tasks(1)[0])
     assert logits.shape == (6, 3) and not logits.requires_grad
     assert torch.equal(flatten(params_of(model)), before)
+    with pytest.raises(ValueError, match="3-way head"):
+        model.predict(random_tasks(1, n_way=4)[0])
 
 
 def test_bf16_meta_gradient_stays_close_to_float32():
@@ -268,9 +261,10 @@ def test_bf16_meta_gradient_stays_close_to_float32():
 def test_short_training_lowers_the_query_loss(background, algorithm):
     torch.manual_seed(0)
     reptile = algorithm == "reptile"
-    cfg = MAMLConfig(algorithm=algorithm, n_way=5, hidden=16, meta_batch=2, inner_lr=0.1 if reptile else 0.4,
-                     train_steps=3 if reptile else 1, test_steps=5 if reptile else 1)
-    model = MAMLNet(5, hidden=16)
+    method = (Reptile if reptile else MAML)(train_way=5, hidden=16, meta_batch=2, train_query=3,
+                                            inner_lr=0.1 if reptile else 0.4, inner_steps=3 if reptile else 1,
+                                            test_steps=5 if reptile else 1, lr=1.0 if reptile else 3e-3)
+    model, cfg = method.net, method.config
     held_out = list(EpisodeSampler(background, 5, 1, 5, seed=123, n_episodes=6))
 
     def query_loss_now() -> float:
@@ -279,8 +273,7 @@ def test_short_training_lowers_the_query_loss(background, algorithm):
         return loss.item()
 
     before = query_loss_now()
-    maml.fit(model, background, cfg, n_shot=1, n_query=3, n_steps=30, seed=0, progress=False,
-             lr=1.0 if reptile else 3e-3)
+    fit(method, background, n_steps=30, seed=0, progress=False)
     assert query_loss_now() < before - 0.1
 
 
@@ -289,17 +282,20 @@ def test_cli_train_and_evaluate_round_trip(tmp_path, capsys):
     from fewshot_tutorial.cli import main
 
     out = tmp_path / "maml.pt"
-    assert main(["train", "maml", "--steps", "2", "--meta-batch", "2", "--way", "3", "--query", "2",
+    assert main(["train", "maml", "--steps", "2", "--meta-batch", "2", "--train-way", "3", "--train-query", "2",
                  "--inner-lr", "0.3", "0.2", "--inner-steps", "2", "--test-inner-lr", "0.3", "--out", str(out),
                  "--device", "cpu"]) == 0
     assert out.is_file()
     assert main(["evaluate", "--checkpoint", str(out), "--way", "3", "--shot", "1", "--episodes", "3",
                  "--device", "cpu", "--json"]) == 0
     assert '"method": "maml"' in capsys.readouterr().out
-    assert main(["train", "maml", "--algorithm", "reptile", "--steps", "1", "--meta-batch", "2", "--way", "3",
-                 "--query", "2", "--out", str(tmp_path / "r.pt"), "--device", "cpu"]) == 0
-    assert main(["train", "maml", "--first-order", "--steps", "1", "--meta-batch", "2", "--way", "3",
-                 "--query", "2", "--out", str(tmp_path / "f.pt"), "--device", "cpu", "--eval-episodes", "2"]) == 0
+    assert main(["train", "reptile", "--steps", "1", "--meta-batch", "2", "--train-way", "3",
+                 "--train-query", "2", "--out", str(tmp_path / "r.pt"), "--device", "cpu"]) == 0
+    assert main(["train", "maml", "--first-order", "--steps", "1", "--meta-batch", "2", "--train-way", "3",
+                 "--train-query", "2", "--out", str(tmp_path / "f.pt"), "--device", "cpu", "--eval-episodes", "2",
+                 "--eval-way", "3"]) == 0
+    assert main(["evaluate", "--checkpoint", str(out), "--way", "10", "--episodes", "1"]) == 2
+    assert "3-way head" in capsys.readouterr().err
 
 
 class Vector(nn.Module):
