@@ -14,11 +14,12 @@ from .data import (
     Episode,
     EpisodeSampler,
     FewShotDataset,
+    load_image,
     load_image_folder,
     load_omniglot,
 )
 from .device import Profile, get_device, get_profile, seed_everything
-from .evaluation import EvalResult, confidence_interval, evaluate, paired_difference
+from .evaluation import EvalResult, classify, confidence_interval, evaluate, paired_difference
 from .inner_loop import adapt, meta_loss
 from .methods import FOMAML, MAML, METHODS, MatchingNetwork, Method, ProtoNet, Reptile, Siamese
 from .training import History, fit, train
@@ -35,6 +36,8 @@ __all__ = [
     "Reptile",
     "Siamese",
     "adapt",
+    "classify",
+    "load_image",
     "fit",
     "load_model",
     "meta_loss",

@@ -71,6 +71,29 @@ def make_predict(method: Method, device: torch.device | str, precision: str | No
     return predict
 
 
+def classify(method: Method, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
+             device: torch.device | str = "cpu", precision: str | None = None) -> torch.Tensor:
+    """Classify your own images: ``[Q, n_way]`` probabilities of each query image's class.
+
+    The one call for a trained method and a few labelled images (load them with
+    :func:`~fewshot_tutorial.data.load_image`, which preprocesses exactly as the training data).
+
+    Args:
+        method: a trained :class:`~fewshot_tutorial.methods.Method`.
+        support_x: ``[S, C, H, W]`` labelled images; support_y: ``[S]`` their labels ``0..n_way-1``.
+        query_x: ``[Q, C, H, W]`` the images to classify (one is fine: ``[1, C, H, W]``).
+
+    Returns:
+        ``[Q, n_way]``, rows summing to 1: the softmax of the method's logits.
+    """
+    if query_x.dim() == support_x.dim() - 1:
+        query_x = query_x.unsqueeze(0)  # a single image
+    support_y = torch.as_tensor(support_y)
+    n_way = int(support_y.max()) + 1 if len(support_y) else 0
+    episode = Episode(support_x, support_y, query_x, None, n_way=n_way)
+    return make_predict(method, device, precision)(episode).softmax(-1)
+
+
 def make_embedding_predict(method: Method) -> Predict:
     """``predict`` for episodes drawn from :func:`embed_dataset`: only ``method.head`` runs."""
 

@@ -9,13 +9,13 @@ float targets), so MAML's meta-batch code runs on them unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data import Episode
+from .data.sampling import SeededSampler
 
 AMPLITUDE = (0.1, 5.0)
 PHASE = (0.0, math.pi)
@@ -44,7 +44,7 @@ def sine(x: torch.Tensor, amplitude: float | torch.Tensor, phase: float | torch.
     return amplitude * torch.sin(x - phase)
 
 
-class SinusoidTasks:
+class SinusoidTasks(SeededSampler[Episode]):
     """Seeded stream of sinusoid tasks, each an :class:`Episode` with ``K`` support points.
 
     Args:
@@ -60,8 +60,8 @@ class SinusoidTasks:
                  n_tasks: int | None = None) -> None:
         if k_shot < 1 or n_query < 1:
             raise ValueError(f"k_shot and n_query must be >= 1, got {k_shot} and {n_query}")
+        super().__init__(seed, n_tasks, count_name="n_tasks")
         self.k_shot, self.n_query, self.n_tasks = k_shot, n_query, n_tasks
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else torch.Generator()
         self.last: tuple[float, float] = (0.0, 0.0)
 
     def uniform(self, lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -75,12 +75,6 @@ class SinusoidTasks:
         y = sine(x, a, b)
         k = self.k_shot
         return Episode(x[:k], y[:k], x[k:], y[k:], n_way=1)
-
-    def __iter__(self) -> Iterator[Episode]:
-        n = 0
-        while self.n_tasks is None or n < self.n_tasks:
-            yield self.sample()
-            n += 1
 
 
 def pooled_loss(model: nn.Module, tasks: list[Episode]) -> torch.Tensor:

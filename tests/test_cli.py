@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from fewshot_tutorial.cli import main
 from tests.conftest import make_tiny_omniglot, needs_data

@@ -22,7 +22,7 @@ from fewshot_tutorial.cli import main
 from fewshot_tutorial.data import IncompleteDataWarning, load_image, load_image_folder, load_omniglot
 from fewshot_tutorial.data import cache as cache_mod
 from fewshot_tutorial.data import omniglot as om
-from tests.conftest import make_tiny_omniglot, needs_data, png_bytes
+from tests.conftest import make_tiny_omniglot, needs_data
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*holds \\d+ characters, but the official:UserWarning")
 

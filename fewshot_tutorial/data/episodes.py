@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .dataset import FewShotDataset
-
-
-def as_int(name: str, value: object, minimum: int | None = 1, hint: str = "") -> int:
-    """``value`` as a Python ``int`` (NumPy and torch integers accepted), checked.
-
-    Raises:
-        TypeError: ``value`` is a bool or not an integer (the message names ``name``).
-        ValueError: ``value < minimum``.
-    """
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
-        raise TypeError(f"{name} must be an int, got the bool {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-    if minimum is not None and v < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {what}{hint}, got {v}")
-    return v
+from .sampling import SeededSampler, as_int
 
 
 def _class_labels(name: str, y: torch.Tensor) -> list[int] | None:
@@ -162,7 +141,7 @@ def check_episode_shape(n_classes: int, n_per_class: int, n_way: int, n_shot: in
     return n_way, n_shot, n_query
 
 
-class EpisodeSampler:
+class EpisodeSampler(SeededSampler[Episode]):
     """Draws N-way K-shot episodes from a :class:`FewShotDataset`, reproducibly.
 
     Each episode picks ``n_way`` distinct classes, then ``n_shot + n_query`` distinct
@@ -188,14 +167,12 @@ class EpisodeSampler:
         n_way, n_shot, n_query = check_episode_shape(dataset.n_classes, dataset.n_per_class,
                                                      n_way, n_shot, n_query)
         self.dataset, self.n_way, self.n_shot, self.n_query = dataset, n_way, n_shot, n_query
-        self.n_episodes = None if n_episodes is None else as_int(
-            "n_episodes", n_episodes, hint=" (or None for an endless sampler)")
-        self.seed = None if seed is None else as_int("seed", seed, minimum=None)
-        self.generator = torch.Generator()
-        if self.seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(self.seed)
+        super().__init__(seed, n_episodes, count_name="n_episodes")
+
+    @property
+    def n_episodes(self) -> int | None:
+        """Episodes in one pass (``None``: endless)."""
+        return self.n_batches
 
     def sample_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(classes [n_way], images [n_way, n_shot + n_query])`` indices of one episode."""
@@ -221,14 +198,3 @@ class EpisodeSampler:
             query_y=labels.repeat_interleave(q),
             n_way=self.n_way,
         )
-
-    def __iter__(self) -> Iterator[Episode]:
-        n = 0
-        while self.n_episodes is None or n < self.n_episodes:
-            yield self.sample()
-            n += 1
-
-    def __len__(self) -> int:
-        if self.n_episodes is None:
-            raise TypeError("an endless sampler has no length; pass n_episodes")
-        return self.n_episodes

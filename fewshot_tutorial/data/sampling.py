@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-import numbers
+import operator
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 
 B = TypeVar("B")
+
+
+def as_int(name: str, value: object, minimum: int | None = 1, hint: str = "") -> int:
+    """``value`` as a Python ``int`` (NumPy and torch integers accepted), checked.
+
+    Raises:
+        TypeError: ``value`` is a bool or not an integer (the message names ``name``).
+        ValueError: ``value < minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int, got the bool {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and v < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}{hint}, got {v}")
+    return v
 
 
 def seeded_generator(seed: int | None) -> torch.Generator:
@@ -20,35 +40,25 @@ def seeded_generator(seed: int | None) -> torch.Generator:
     g = torch.Generator()
     if seed is None:
         g.seed()
-        return g
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int or None, got {seed!r} ({type(seed).__name__})")
-    g.manual_seed(int(seed))
+    else:
+        g.manual_seed(as_int("seed", seed, minimum=None))
     return g
 
 
-def check_count(name: str, value: int | None, allow_none: bool = True) -> int | None:
-    """``value`` as a positive int (``None`` allowed when ``allow_none``), else a clear error."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 class SeededSampler(Generic[B]):
-    """Base of every sampler: ``sample()`` draws one batch from ``self.generator``.
+    """Base of every sampler (episodes, pairs, tasks): ``sample()`` draws one batch from
+    ``self.generator``.
 
     Iterating yields ``n_batches`` batches (endless when ``None``); the same seed gives
     the same sequence. Subclasses implement :meth:`sample` only.
     """
 
-    def __init__(self, seed: int | None = 0, n_batches: int | None = None) -> None:
-        self.seed = seed
-        self.generator = seeded_generator(seed)
-        self.n_batches = check_count("n_batches", n_batches)
+    def __init__(self, seed: int | None = 0, n_batches: int | None = None, count_name: str = "n_batches") -> None:
+        self.seed = None if seed is None else as_int("seed", seed, minimum=None)
+        self.generator = seeded_generator(self.seed)
+        self.n_batches = None if n_batches is None else as_int(
+            count_name, n_batches, hint=" (or None for an endless sampler)")
+        self._count_name = count_name
 
     def sample(self) -> B:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -61,5 +71,5 @@ class SeededSampler(Generic[B]):
 
     def __len__(self) -> int:
         if self.n_batches is None:
-            raise TypeError("an endless sampler has no length; pass a number of batches")
+            raise TypeError(f"an endless sampler has no length; pass {self._count_name}")
         return self.n_batches

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fewshot_tutorial.data import Episode, EpisodeSampler, FewShotDataset
+from fewshot_tutorial.data import EpisodeSampler, FewShotDataset
 from fewshot_tutorial.data.pairs import PairSampler
 from fewshot_tutorial.evaluation import make_predict as _make_predict
 from fewshot_tutorial.methods.siamese import (
