@@ -1,6 +1,6 @@
 """Second-order MAML: ours (loop and vmap) against learn2learn and higher, in one process.
 
-Same Conv4 classifier (``fewshot_tutorial.maml.MAMLNet``, same initial weights), same
+Same Conv4 classifier (``fewshot_tutorial.backbones.MAMLNet``, same initial weights), same
 meta-batch of episodes (5-way 1-shot, 15 queries, 8 tasks, one inner step of 0.4),
 float32, same threads. One *meta-iteration* = adapt on every task's support set, query
 loss, and ``backward`` to the initial weights (the optimiser step is the same for all
@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_tutorial import EpisodeSampler, load_omniglot
-from fewshot_tutorial.maml import MAMLNet, flatten, meta_loss, params_of, peak_memory_mb, reptile_loss
+from fewshot_tutorial.backbones import MAMLNet
+from fewshot_tutorial.benchmarking import peak_memory_mb
+from fewshot_tutorial.inner_loop import flatten, meta_loss, params_of, reptile_loss
 from fewshot_tutorial.training import provenance
 
 OUT = Path(__file__).parent / "results" / "bench_maml.json"

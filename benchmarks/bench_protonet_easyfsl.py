@@ -5,7 +5,7 @@ Adam and the same episodes shape; what differs is the pipeline:
 
 * ours: ``EpisodeSampler`` (tensor indexing) + ``fewshot_tutorial.training.train`` with
   its defaults (channels-last memory and bfloat16 autocast where the CPU has it natively),
-  as ``fewshot_tutorial.protonet.fit`` runs it; and, to separate the two effects, the same
+  as ``fewshot_tutorial.fit`` runs it; and, to separate the two effects, the same
   pipeline forced to float32 without channels-last;
 * easyfsl: ``PrototypicalNetworks`` with its ``TaskSampler`` + ``DataLoader``
   (``episodic_collate_fn``, ``num_workers=0``) over a dataset that serves the same
@@ -30,9 +30,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fewshot_tutorial import Conv4, load_omniglot
+from fewshot_tutorial import Conv4, ProtoNet, fit, load_omniglot
 from fewshot_tutorial.device import autocast_dtype, use_channels_last
-from fewshot_tutorial.protonet import ProtoNet, fit
 from fewshot_tutorial.training import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,23 +100,10 @@ def run_easyfsl(images, n_way, n_shot, n_query, steps, warmup, seed) -> float:
 def run_ours(dataset, n_way, n_shot, n_query, steps, warmup, seed, precision="auto", channels_last="auto") -> float:
     """Episodes/s of ``fit`` (the engine) with the given precision / memory format."""
     torch.manual_seed(seed)
-    model = ProtoNet(Conv4())
-    if precision == "auto" and channels_last == "auto":
-        fit(model, dataset, n_way=n_way, n_shot=n_shot, n_query=n_query, n_steps=warmup, seed=seed, progress=False)
-        hist = fit(model, dataset, n_way=n_way, n_shot=n_shot, n_query=n_query, n_steps=steps, seed=seed + 1,
-                   progress=False)
-        return hist.steps / hist.seconds
-    # the same pipeline with the fast paths switched off
-    from functools import partial
-
-    from fewshot_tutorial.data import EpisodeSampler
-    from fewshot_tutorial.protonet import protonet_loss
-    from fewshot_tutorial.training import train
-
-    sampler = EpisodeSampler(dataset, n_way, n_shot, n_query, seed=seed)
+    model = ProtoNet(train_way=n_way, train_shot=n_shot, train_query=n_query)
     kw = dict(device="cpu", precision=precision, channels_last=channels_last, progress=False)
-    train(model, partial(protonet_loss, model), sampler, n_steps=warmup, **kw)
-    hist = train(model, partial(protonet_loss, model), sampler, n_steps=steps, **kw)
+    fit(model, dataset, n_steps=warmup, seed=seed, **kw)
+    hist = fit(model, dataset, n_steps=steps, seed=seed + 1, **kw)
     return hist.steps / hist.seconds
 
 

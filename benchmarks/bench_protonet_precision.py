@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from fewshot_tutorial import Conv4, EpisodeSampler, confidence_interval, load_omniglot
+from fewshot_tutorial import EpisodeSampler, ProtoNet, confidence_interval, fit, load_omniglot
 from fewshot_tutorial.device import cpu_has_native_bf16, get_device
-from fewshot_tutorial.evaluation import episode_accuracy
-from fewshot_tutorial.protonet import ProtoNet, fit, make_predict
+from fewshot_tutorial.evaluation import accuracy, make_predict
 from fewshot_tutorial.training import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,14 +36,14 @@ def per_episode_accuracies(predict, dataset, n_way, n_shot, n_episodes, device) 
     accs = []
     for episode in EpisodeSampler(dataset, n_way, n_shot, 15, seed=0, n_episodes=n_episodes):
         episode = episode.to(device)
-        accs.append(episode_accuracy(predict(episode), episode.query_y))
+        accs.append(accuracy(predict(episode), episode.query_y))
     return torch.tensor(accs, dtype=torch.float64)
 
 
 def run(precision: str, args, train_data, test_data, device) -> tuple[dict, dict]:
     torch.manual_seed(args.seed)
-    model = ProtoNet(Conv4())
-    hist = fit(model, train_data, n_way=args.way, n_shot=args.shot, n_query=args.query, n_steps=args.steps,
+    model = ProtoNet(train_way=args.way, train_shot=args.shot, train_query=args.query)
+    hist = fit(model, train_data, n_steps=args.steps,
                lr=args.lr, seed=args.seed, device=device, precision=precision, progress=False)
     predict = make_predict(model, device, precision=precision)
     out = {"train_seconds": round(hist.seconds, 1), "episodes_per_s": round(hist.steps / hist.seconds, 2),

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from fewshot_tutorial import Conv4, evaluate, load_omniglot
+from fewshot_tutorial import ProtoNet, evaluate, fit, load_omniglot
 from fewshot_tutorial.device import get_device
-from fewshot_tutorial.protonet import ProtoNet, fit, make_predict
+from fewshot_tutorial.evaluation import make_predict
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
@@ -59,9 +59,8 @@ def main() -> None:
     print(f"train: {train_data.n_classes} classes, test: {test_data.n_classes} classes, device {device}, "
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}", flush=True)
     torch.manual_seed(args.seed)
-    model = ProtoNet(Conv4())
-    hist = fit(model, train_data, n_way=args.way, n_shot=1, n_query=5, n_steps=None,
-               max_seconds=60 * args.minutes, lr=args.lr, lr_schedule=args.schedule, seed=args.seed,
+    model = ProtoNet(train_way=args.way, train_shot=1, train_query=5)
+    hist = fit(model, train_data, max_seconds=60 * args.minutes, lr=args.lr, lr_schedule=args.schedule, seed=args.seed,
                device=device, precision=args.precision, channels_last=not args.no_channels_last)
     print(f"trained {hist.steps} episodes of {args.way}-way 1-shot in {hist.seconds / 60:.1f} min "
           f"({hist.steps / hist.seconds:.2f} episodes/s, {hist.provenance['precision']}, "
