@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from .methods import Config, Method
 
 
-def weights_digest(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of the weights (names, shapes, dtypes and bytes), in name order."""
-    h = hashlib.sha256()
+def weights_digest(state: dict[str, torch.Tensor], config: str = "") -> str:
+    """SHA-256 of the config (its JSON text) and the weights (names, shapes, dtypes, bytes)."""
+    h = hashlib.sha256(config.encode())
     for k in sorted(state):
         t = state[k].detach().cpu().contiguous()
         h.update(f"{k}:{tuple(t.shape)}:{t.dtype};".encode())
@@ -55,7 +55,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: dict[str,
     path = check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    payload = {"state_dict": state, "config": json.dumps(config or {}), "sha256": weights_digest(state)}
+    text = json.dumps(config or {})
+    payload = {"state_dict": state, "config": text, "sha256": weights_digest(state, text)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
@@ -91,8 +92,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path} is not a fewshot_tutorial checkpoint (no weights and config in it)")
     state = payload["state_dict"]
     digest = payload.get("sha256")
-    if digest is not None and weights_digest(state) != digest:
-        raise ValueError(f"{path} is damaged: its weights do not match their checksum; train or copy it again")
+    if digest is not None and weights_digest(state, str(payload["config"])) != digest:
+        raise ValueError(f"{path} is damaged or was edited: its weights and config do not match their "
+                         "checksum; train or copy it again")
     try:
         config = json.loads(payload["config"])
     except (TypeError, ValueError) as e:

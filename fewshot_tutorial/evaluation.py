@@ -32,6 +32,8 @@ class EvalResult:
     per_episode: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def __str__(self) -> str:
+        if self.n < 2:
+            return f"{100 * self.accuracy:.2f}% (n={self.n}: no interval from one episode)"
         return f"{100 * self.accuracy:.2f} ± {100 * self.ci95:.2f}% (n={self.n})"
 
     def as_dict(self) -> dict[str, float]:

@@ -67,6 +67,8 @@ class Config:
         for name in ("in_channels", "hidden", "image_size", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be >= 16, got {self.image_size}: Conv4 halves the image four times")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 

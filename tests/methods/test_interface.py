@@ -101,22 +101,52 @@ def test_a_damaged_checkpoint_is_refused(tmp_path):
         load_model(path)
 
 
-def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+def test_an_edited_checkpoint_header_is_refused(tmp_path):
+    """protonet weights relabelled as a matching network: the checksum covers the config too."""
     path = save_model(tmp_path / "p.pt", small("protonet"))
     state = torch.load(path, weights_only=True)
     saved = json.loads(state["config"])
-    saved["method"] = "matching"  # protonet weights under another method's name
+    saved["method"] = "matching"
     saved["config"] = {k: v for k, v in saved["config"].items() if k not in ("distance", "lr_decay_every")}
     state["config"] = json.dumps(saved)
-    state.pop("sha256")
     torch.save(state, path)
-    back, _ = load_model(path)  # same weights, same shapes: a matching network is a protonet's backbone
-    assert back.name == "matching"
-    saved["config"]["hidden"] = 16
+    with pytest.raises(ValueError, match="checksum"):
+        load_model(path)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    method = small("protonet")
+    path = save_model(tmp_path / "p.pt", method)
+    state = torch.load(path, weights_only=True)
+    saved = json.loads(state["config"])
+    saved["config"]["hidden"] = 16  # a config that promises wider layers than the weights have
     state["config"] = json.dumps(saved)
+    state.pop("sha256")  # as an older or hand-made checkpoint would be
     torch.save(state, path)
     with pytest.raises(ValueError, match="do not match"):
         load_model(path)
+    saved["config"]["distance"] = "manhattan"
+    state["config"] = json.dumps(saved)
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="does not describe a protonet"):
+        load_model(path)
+    state["config"] = json.dumps({"config": saved["config"]})  # no "method"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="names method None"):
+        load_model(path)
+    state["config"] = json.dumps([1, 2])  # not a dict
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="not a dict"):
+        load_model(path)
+
+
+def test_evaluate_refuses_an_image_size_the_checkpoint_was_not_trained_at(tmp_path, capsys):
+    root = tmp_path / "data"
+    make_tiny_omniglot(root, name="images_evaluation", n_chars=4, size=16)
+    path = save_model(tmp_path / "p.pt", small("protonet"))
+    assert main(["evaluate", "--root", str(root), "--checkpoint", str(path), "--image-size", "28",
+                 "--way", "3", "--episodes", "1"]) == 2  # refused before any data is read
+    assert "trained on 16x16 images" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", list(METHODS))
