@@ -98,14 +98,16 @@ class SupportContext(nn.Module):
 class QueryAttentionLSTM(nn.Module):
     """``f(x, S)``: an LSTM that reads the (context-embedded) support ``steps`` times.
 
-    With ``f'(x)`` the query embedding and ``g(S)`` the support context embeddings,
-    for ``k = 1..steps``::
+    With ``f'(x)`` the query embedding, ``g(S)`` the support context embeddings,
+    ``h_0 = f'(x)`` and ``c_0 = 0``, for ``k = 1..steps``::
 
+        r_{k-1}      = sum_i softmax_i(h_{k-1} . g(x_i)) g(x_i)
         h_hat_k, c_k = LSTM([f'(x), r_{k-1}], (h_{k-1}, c_{k-1}))
         h_k          = h_hat_k + f'(x)
-        r_k          = sum_i softmax_i(h_k . g(x_i)) g(x_i)
 
-    and ``f(x, S) = h_K``. Implements {eq}`eq-matching-fce-f`.
+    and ``f(x, S) = h_K``: each step reads the support with the current state, as in
+    Vinyals et al. (2016, appendix), so even one step depends on ``S``. Implements
+    {eq}`eq-matching-fce-f`.
     Shapes: ``query_z: [Q, D], support_g: [S, D] -> [Q, D]``.
     """
 
@@ -117,11 +119,9 @@ class QueryAttentionLSTM(nn.Module):
         self.cell = nn.LSTMCell(2 * dim, dim)
 
     def forward(self, query_z: torch.Tensor, support_g: torch.Tensor) -> torch.Tensor:
-        h = query_z
-        c = torch.zeros_like(query_z)
-        r = torch.zeros_like(query_z)
+        h, c = query_z, torch.zeros_like(query_z)
         for _ in range(self.steps):
+            r = torch.softmax(h @ support_g.T, dim=-1) @ support_g  # read with h_{k-1}: [Q, S] @ [S, D]
             h_hat, c = self.cell(torch.cat([query_z, r], dim=-1), (h, c))
             h = h_hat + query_z
-            r = torch.softmax(h @ support_g.T, dim=-1) @ support_g  # [Q, S] @ [S, D]
         return h

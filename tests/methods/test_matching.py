@@ -291,3 +291,20 @@ def test_figures_and_widget_build() -> None:
     widget = temperature_explorer(sim, ep.support_y, ep.query_y, n_way=3)
     assert {c.description for c in widget.children[:2]} == {"query", "log10 T"}
     plt.close("all")
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_fce_query_embedding_depends_on_the_support_for_every_step_count(steps) -> None:
+    """Issue 13: with the read after the LSTM step, one step ignored the support set."""
+    torch.manual_seed(0)
+    f = M.QueryAttentionLSTM(8, steps=steps).double()
+    q = torch.randn(4, 8, dtype=torch.float64)
+    s1, s2 = torch.randn(6, 8, dtype=torch.float64), torch.randn(6, 8, dtype=torch.float64)
+    assert not torch.allclose(f(q, s1), f(q, s2))
+    # and the read uses the current state: a naive loop over the equations gives the same
+    h, c = q, torch.zeros_like(q)
+    for _ in range(steps):
+        r = torch.stack([sum(torch.softmax(h[i] @ s1.T, 0)[j] * s1[j] for j in range(6)) for i in range(4)])
+        h_hat, c = f.cell(torch.cat([q, r], -1), (h, c))
+        h = h_hat + q
+    torch.testing.assert_close(f(q, s1), h)
