@@ -81,9 +81,22 @@ def sgd(inner_lr: float | Sequence[float], n_steps: int) -> UpdateRule:
     return lambda params, grads, step: inner_update(params, grads, lrs[step])
 
 
+def mini_batches(n: int, batch_size: int | None, n_steps: int) -> list[slice | list[int]]:
+    """Rows of the data for each inner step: all of them, or successive mini-batches of ``batch_size``.
+
+    Step ``j`` takes rows ``j * b .. (j + 1) * b - 1`` (mod ``n``), so successive steps see
+    different examples, and the data are cycled through when ``n_steps * b > n``.
+    """
+    if batch_size is None or batch_size >= n:
+        return [slice(None)] * n_steps
+    if batch_size < 1:
+        raise ValueError(f"inner_batch must be >= 1, got {batch_size}")
+    return [[(j * batch_size + i) % n for i in range(batch_size)] for j in range(n_steps)]
+
+
 def adapt(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
           n_steps: int, inner_lr: float | Sequence[float] | None = None, update: UpdateRule | None = None,
-          first_order: bool = False, loss_fn: LossFn = cross_entropy) -> Params:
+          first_order: bool = False, loss_fn: LossFn = cross_entropy, inner_batch: int | None = None) -> Params:
     """Fine-tune ``params`` on one task's support set with ``n_steps`` steps of ``update``.
 
     Implements {eq}`eq-maml-inner-step` repeated ``n_steps`` times. With
@@ -101,6 +114,8 @@ def adapt(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
         update: or any update rule ``(params, grads, step) -> params``.
         first_order: drop the second-order terms.
         loss_fn: ``(predictions, y) -> scalar`` (default: cross-entropy).
+        inner_batch: step on successive mini-batches of this many rows (:func:`mini_batches`)
+            instead of all of ``x`` at every step, as Reptile does.
 
     Returns:
         ``theta'``: a new dict with the same keys and shapes.
@@ -108,11 +123,11 @@ def adapt(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
     if (inner_lr is None) == (update is None):
         raise ValueError("give exactly one of inner_lr (plain SGD) or update (an update rule)")
     rule = update if update is not None else sgd(inner_lr, n_steps)
-    grad_fn = grad(lambda p: loss_fn(functional_call(model, p, (x,)), y))
+    grad_fn = grad(lambda p, xb, yb: loss_fn(functional_call(model, p, (xb,)), yb))
     params = dict(params)
-    for step in range(n_steps):
+    for step, rows in enumerate(mini_batches(len(x), inner_batch, n_steps)):
         at = {k: p.detach() for k, p in params.items()} if first_order else params
-        params = rule(params, grad_fn(at), step)
+        params = rule(params, grad_fn(at, x[rows], y[rows]), step)
     return params
 
 
@@ -190,9 +205,16 @@ def reptile_loss(model: nn.Module, params: Mapping[str, torch.Tensor], tasks: Se
     """Reptile's surrogate loss for a meta-batch: adapt (first order) on each task's data.
 
     Reptile does not split a task into support and query for meta-training: the inner
-    loop trains on all of the episode's labelled images. ``rule``: as for :func:`adapt`.
+    loop trains on all of the episode's labelled images, in successive mini-batches when
+    ``rule`` has an ``inner_batch`` (Nichol et al.; the images are taken round-robin over
+    the classes, so every mini-batch mixes them). ``rule``: as for :func:`adapt`.
     """
     detached = {k: p.detach() for k, p in params.items()}
-    adapted = [adapt(model, detached, torch.cat([t.support_x, t.query_x]), torch.cat([t.support_y, t.query_y]),
-                     first_order=True, loss_fn=loss_fn, **rule) for t in tasks]
+    adapted = []
+    for t in tasks:
+        x, y = torch.cat([t.support_x, t.query_x]), torch.cat([t.support_y, t.query_y])
+        if rule.get("inner_batch") and len(y) % t.n_way == 0:  # class-interleaved: 0, 1, .., n_way - 1, 0, ..
+            order = torch.argsort(y, stable=True).reshape(t.n_way, -1).T.flatten()
+            x, y = x[order], y[order]
+        adapted.append(adapt(model, detached, x, y, first_order=True, loss_fn=loss_fn, **rule))
     return reptile_surrogate(params, adapted)

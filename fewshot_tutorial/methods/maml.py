@@ -131,9 +131,13 @@ class ReptileConfig(MAMLConfig):
 
     inner_lr: float | list[float] = 0.1
     inner_steps: int = 5
+    inner_batch: int = 10
     test_steps: int = 10
     lr: float = 1.0
     steps: int = 150
+
+    help: ClassVar[dict[str, str]] = {**MAMLConfig.help,
+                                      "inner_batch": "images per inner step: successive mini-batches of the task"}
 
 
 class Reptile(MAML):
@@ -145,8 +149,9 @@ class Reptile(MAML):
 
     def loss(self, tasks: Sequence[Episode]) -> torch.Tensor:
         """Reptile's surrogate {eq}`eq-reptile-surrogate`: its gradient is ``theta - mean_i phi_i``."""
-        return reptile_loss(self.net, params_of(self.net), tasks, inner_lr=self.config.inner_lr,
-                            n_steps=self.config.inner_steps)
+        c = self.config
+        return reptile_loss(self.net, params_of(self.net), tasks, inner_lr=c.inner_lr, n_steps=c.inner_steps,
+                            inner_batch=c.inner_batch)
 
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.param_groups(), lr=lr)  # plain SGD: exactly eq-reptile-update

@@ -343,3 +343,87 @@ def test_exercise_fomaml_gradient():
     loss, _ = meta_loss(model, params, [episode], inner_lr=0.4, n_steps=2, first_order=True)
     ref = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
     torch.testing.assert_close(flatten(ours), flatten(ref))
+
+
+def test_inner_mini_batches_are_successive_and_match_a_naive_loop():
+    model, xs, ys, _, _ = tiny_problem(3)
+    params = params_of(model)
+    x, y = torch.cat([xs, xs.flip(0)]), torch.cat([ys, ys.flip(0)])
+    got = adapt(model, params, x, y, inner_lr=0.2, n_steps=3, inner_batch=4)
+    p = {k: v.detach() for k, v in params.items()}
+    rows = list(range(len(x))) * 3
+    for j in range(3):
+        idx = rows[4 * j: 4 * j + 4]
+        g = torch.func.grad(lambda q: F.cross_entropy(functional_call(model, q, (x[idx],)), y[idx]))(p)
+        p = {k: p[k] - 0.2 * g[k] for k in p}
+    for k in p:
+        torch.testing.assert_close(got[k].detach(), p[k])
+
+
+def _two_batch_terms(alpha):
+    """Exact updates and gradients on two mini-batches A, B of one task, and their Taylor terms."""
+    model, xa, ya, xb, yb = tiny_problem(4)
+    xb, yb = xb[:6], yb[:6]  # two mini-batches of the same size
+    params = params_of(model)
+    theta = flatten(params).detach()
+
+    def loss(x, y):
+        return lambda v: F.cross_entropy(functional_call(model, unflatten(v, params), (x,)), y)
+
+    la, lb = loss(xa, ya), loss(xb, yb)
+    ga, gb = torch.func.grad(la)(theta), torch.func.grad(lb)(theta)
+    ha, hb = hessian(la)(theta), hessian(lb)(theta)
+
+    def exact(first, second):
+        (l1, x1, y1), (l2, x2, y2) = first, second
+        phi = adapt(model, unflatten(theta, params), torch.cat([x1, x2]), torch.cat([y1, y2]), inner_lr=alpha,
+                    n_steps=2, inner_batch=len(x1))
+        reptile = (theta - flatten(phi)) / alpha
+        fomaml = torch.func.grad(l2)(theta - alpha * torch.func.grad(l1)(theta))
+        maml = torch.func.grad(lambda v: l2(v - alpha * torch.func.grad(l1)(v)))(theta)
+        return {"MAML": maml, "FOMAML": fomaml, "Reptile": reptile}
+
+    ab, ba = exact((la, xa, ya), (lb, xb, yb)), exact((lb, xb, yb), (la, xa, ya))
+    avg = {k: (ab[k] + ba[k]) / 2 for k in ab}  # expectation over the order of the mini-batches
+    avg_grad, avg_grad_inner = (ga + gb) / 2, (hb @ ga + ha @ gb) / 2
+    table = {"MAML": avg_grad - 2 * alpha * avg_grad_inner, "FOMAML": avg_grad - alpha * avg_grad_inner,
+             "Reptile": 2 * avg_grad - alpha * avg_grad_inner}
+    inner = torch.func.grad(lambda v: torch.func.grad(la)(v) @ torch.func.grad(lb)(v))(theta)
+    return avg, table, avg_grad_inner, inner
+
+
+def test_nichol_table_of_expected_gradients_holds_to_second_order():
+    """Nichol et al. (2018), section 5: E[g] = a AvgGrad - b alpha AvgGradInner + O(alpha^2)."""
+    residual = {}
+    for alpha in (0.04, 0.02, 0.01):
+        avg, table, avg_grad_inner, inner = _two_batch_terms(alpha)
+        torch.testing.assert_close(avg_grad_inner, inner / 2)  # AvgGradInner = 1/2 grad(g_A . g_B)
+        residual[alpha] = {k: (avg[k] - table[k]).norm().item() for k in avg}
+    for k in ("MAML", "FOMAML", "Reptile"):
+        for big, small in ((0.04, 0.02), (0.02, 0.01)):
+            ratio = residual[big][k] / residual[small][k]
+            assert 3.0 < ratio < 5.0, (k, ratio)  # halving alpha quarters an O(alpha^2) residual
+
+
+def test_reptile_update_matches_its_second_order_taylor_expansion_to_alpha_cubed():
+    """theta - phi = alpha (g_1 + g_2) - alpha^2 H_2 g_1 + O(alpha^3) for two successive mini-batches."""
+    model, x1, y1, x2, y2 = tiny_problem(5)
+    x2, y2 = x2[:6], y2[:6]
+    params = params_of(model)
+    theta = flatten(params).detach()
+
+    def loss(x, y):
+        return lambda v: F.cross_entropy(functional_call(model, unflatten(v, params), (x,)), y)
+
+    g1, g2, h2 = torch.func.grad(loss(x1, y1))(theta), torch.func.grad(loss(x2, y2))(theta), hessian(loss(x2, y2))(theta)
+    residual = []
+    for alpha in (0.04, 0.02, 0.01):
+        phi = flatten(adapt(model, unflatten(theta, params), torch.cat([x1, x2]), torch.cat([y1, y2]),
+                            inner_lr=alpha, n_steps=2, inner_batch=6))
+        residual.append((theta - phi - (alpha * (g1 + g2) - alpha**2 * h2 @ g1)).norm().item())
+    for big, small in zip(residual, residual[1:]):
+        assert 6.0 < big / small < 10.0  # halving alpha divides an O(alpha^3) residual by 8
+    # on one full batch (the first edition's inner loop) the inner-product term cannot arise: g_1 = g_2
+    phi_full = flatten(adapt(model, unflatten(theta, params), x1, y1, inner_lr=0.01, n_steps=2))
+    h1 = hessian(loss(x1, y1))(theta)
+    torch.testing.assert_close(theta - phi_full, 0.01 * 2 * g1 - 0.01**2 * h1 @ g1, atol=1e-6, rtol=1e-3)
