@@ -45,11 +45,14 @@ class MAMLConfig(EpisodicConfig):
     meta_batch: int = 8
     first_order: bool = False
     vectorize: str = "auto"
+    transductive: bool = True
     steps: int = 300
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"vectorize": VECTORIZE}
     help: ClassVar[dict[str, str]] = {"inner_lr": "inner rate alpha, one value or one per step",
                                       "first_order": "drop the second-order terms (FOMAML)",
+                                      "transductive": "test-time batch norm over the whole query set (Finn "
+                                                      "et al.), else over the support and one query at a time",
                                       "meta_batch": "tasks per meta-update"}
 
     def __post_init__(self) -> None:
@@ -100,7 +103,10 @@ class MAML(Method):
     def predict(self, episode: Episode) -> torch.Tensor:
         """Adapt a copy of ``theta`` on the support set (test steps and rate), classify the queries.
 
-        Batch norm uses the query batch's own statistics (transductive, as in Finn et al.).
+        With ``transductive`` (the default, as in Finn et al.'s evaluation) batch norm
+        normalises the query set with its own statistics, so one query's prediction
+        depends on the others; otherwise each query is classified in a batch with the
+        support images only (Nichol et al.'s non-transductive setting).
         """
         if episode.n_way != self.config.train_way:
             raise ValueError(f"this model has a {self.config.train_way}-way head; evaluate it on "
@@ -110,7 +116,10 @@ class MAML(Method):
             adapted = adapt(self.net, params, episode.support_x, episode.support_y, inner_lr=self.config.test_lr,
                             n_steps=self.config.test_steps, first_order=True)
         with torch.no_grad():
-            return functional_call(self.net, adapted, (episode.query_x,))
+            if self.config.transductive:
+                return functional_call(self.net, adapted, (episode.query_x,))
+            return torch.cat([functional_call(self.net, adapted, (torch.cat([episode.support_x, q[None]]),))[-1:]
+                              for q in episode.query_x])
 
 
 @dataclasses.dataclass

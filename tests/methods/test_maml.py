@@ -427,3 +427,19 @@ def test_reptile_update_matches_its_second_order_taylor_expansion_to_alpha_cubed
     phi_full = flatten(adapt(model, unflatten(theta, params), x1, y1, inner_lr=0.01, n_steps=2))
     h1 = hessian(loss(x1, y1))(theta)
     torch.testing.assert_close(theta - phi_full, 0.01 * 2 * g1 - 0.01**2 * h1 @ g1, atol=1e-6, rtol=1e-3)
+
+
+def test_non_transductive_predict_classifies_each_query_with_the_support_only():
+    torch.manual_seed(0)
+    model = MAML(train_way=3, hidden=8, test_steps=1, transductive=False)
+    task = random_tasks(1)[0]
+    logits = make_predict(model, "cpu")(task)
+    # one query's logits do not depend on the other queries
+    alone = make_predict(model, "cpu")(Episode(task.support_x, task.support_y, task.query_x[:1], task.query_y[:1],
+                                               n_way=3))
+    torch.testing.assert_close(logits[:1], alone)
+    same_weights = MAML(train_way=3, hidden=8, test_steps=1, transductive=True)
+    same_weights.load_state_dict(model.state_dict())
+    transductive = make_predict(same_weights, "cpu")
+    one = Episode(task.support_x, task.support_y, task.query_x[:1], task.query_y[:1], n_way=3)
+    assert not torch.allclose(transductive(task)[:1], transductive(one))  # transductive: the others matter
