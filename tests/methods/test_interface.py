@@ -200,3 +200,21 @@ def test_evaluate_refuses_non_finite_logits():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="NaN or infinite"):
             evaluate(lambda e: torch.full((6, 3), bad), data, 3, 1, 2, n_episodes=1)
+
+
+def test_cli_evaluates_a_checkpoint_on_your_own_folder(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "mine"
+    g = np.random.default_rng(0)
+    for c in range(4):
+        (folder / f"class_{c}").mkdir(parents=True)
+        for i in range(5):
+            ink = g.random((16, 16)) < 0.2
+            Image.fromarray(np.where(ink, 0, 255).astype(np.uint8)).save(folder / f"class_{c}" / f"{i}.png")
+    path = save_model(tmp_path / "p.pt", small("protonet"))
+    assert main(["evaluate", "--checkpoint", str(path), "--folder", str(folder), "--way", "3", "--shot", "1",
+                 "--query", "2", "--episodes", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["data"] == str(folder) and result["n"] == 4
