@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -52,6 +52,8 @@ class Config:
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: one-line help of fields for the command line
     help: ClassVar[dict[str, str]] = {}
+    #: a check of a field's value (raises ``ValueError`` saying what to do), run on construction
+    checks: ClassVar[dict[str, Callable[[Any], None]]] = {}
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -64,6 +66,8 @@ class Config:
                 raise TypeError(f"{type(self).__name__}.{f.name} must be a finite number, got {value!r}")
             if f.name in self.choices and value not in self.choices[f.name]:
                 raise ValueError(f"{f.name} must be one of {self.choices[f.name]}, got {value!r}")
+            if f.name in self.checks:
+                self.checks[f.name](value)
         for name in ("in_channels", "hidden", "image_size", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

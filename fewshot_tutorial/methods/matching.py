@@ -10,7 +10,7 @@ optionally, to the full context embeddings (FCE) of the paper.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -47,10 +47,7 @@ class MatchingConfig(EpisodicConfig):
     help: ClassVar[dict[str, str]] = {"fce": "full context embeddings (bi-LSTM g, attention LSTM f)",
                                       "temperature": "softmax temperature T (the paper: 1)",
                                       "fce_steps": "reads of the attention LSTM"}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_temperature(self.temperature)
+    checks: ClassVar[dict[str, Callable[[Any], None]]] = {"temperature": check_temperature}
 
 
 class MatchingNetwork(Method):

@@ -14,7 +14,7 @@ A query's score for a class is its mean similarity to that class's support image
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -45,10 +45,7 @@ class SiameseConfig(Config):
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"head": HEADS}
     help: ClassVar[dict[str, str]] = {"head": "contrastive loss (Hadsell et al.) or weighted L1 + BCE (Koch et al.)",
                                       "margin": "contrastive margin m", "batch_size": "pairs per step"}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_margin(self.margin)
+    checks: ClassVar[dict[str, Callable[[Any], None]]] = {"margin": check_margin}
 
 
 class Siamese(Method):
