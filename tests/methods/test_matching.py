@@ -308,3 +308,35 @@ def test_fce_query_embedding_depends_on_the_support_for_every_step_count(steps) 
         h_hat, c = f.cell(torch.cat([q, r], -1), (h, c))
         h = h_hat + q
     torch.testing.assert_close(f(q, s1), h)
+
+
+# ------------------------------------------------------------------ cosine loss floors
+@pytest.mark.parametrize("n_way,temperature", [(5, 1.0), (20, 1.0), (5, M.DEFAULT_TEMPERATURE)])
+def test_cosine_loss_floor_depends_on_whether_embeddings_can_point_apart(n_way: int, temperature: float) -> None:
+    """The chapter's floors: log(1 + (N-1) e^{-1/T}) for non-negative embeddings, e^{-2/T} for signed ones."""
+    u, v = torch.eye(2, dtype=torch.float64)[:, None]
+    y = torch.arange(n_way)
+
+    def loss(query: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        log_p = M.class_log_probabilities(M.cosine_similarity(query, support), y, n_way, temperature)
+        return M.matching_loss(log_p, torch.zeros(len(query), dtype=torch.long))
+
+    plain = loss(u, torch.cat([u, v.expand(n_way - 1, 2)])).item()
+    signed = loss(u, torch.cat([u, -u.expand(n_way - 1, 2)])).item()
+    assert math.isclose(plain, math.log1p((n_way - 1) * math.exp(-1 / temperature)), rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(signed, math.log1p((n_way - 1) * math.exp(-2 / temperature)), rel_tol=1e-9, abs_tol=1e-12)
+    g = torch.Generator().manual_seed(n_way)
+    support = torch.rand(n_way, 8, generator=g, dtype=torch.float64) ** 4
+    queries = torch.cat([support[:1] + 0.01 * torch.rand(500, 8, generator=g, dtype=torch.float64),
+                         torch.rand(500, 8, generator=g, dtype=torch.float64) ** 4])
+    per_query = -M.class_log_probabilities(M.cosine_similarity(queries, support), y, n_way, temperature)[:, 0]
+    assert per_query.min().item() >= plain - 1e-12
+
+
+def test_plain_embeddings_are_non_negative() -> None:
+    """Conv4 ends in ReLU and max-pool: the premise of the non-negative floor."""
+    torch.manual_seed(0)
+    model = M.MatchingNetwork().eval()
+    with torch.no_grad():
+        z = model.embed(torch.randn(16, 1, 28, 28))
+    assert (z >= 0).all() and (z > 0).any()

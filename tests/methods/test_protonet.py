@@ -232,3 +232,24 @@ def test_exercise_nearest_neighbour_predict_on_episode():
     for i in range(6):
         dists = [(query_z[i] - support_z[j]).pow(2).sum() for j in range(9)]
         assert int(logits[i].argmax()) == int(ep.support_y[int(torch.stack(dists).argmin())])
+
+
+@pytest.mark.parametrize("n_way", [5, 20])
+def test_cosine_largest_probability_any_and_non_negative_embeddings(n_way):
+    """e^2/(e^2+N-1) needs prototypes pointing away; non-negative embeddings top out at e/(e+N-1)."""
+    import math
+
+    u, v = torch.eye(2, dtype=torch.float64)[:, None]
+
+    def best(query, protos):
+        return protonet_logits(query, protos, "cosine").softmax(-1)[:, 0]
+
+    signed = best(u, torch.cat([u, -u.expand(n_way - 1, 2)])).item()
+    plain = best(u, torch.cat([u, v.expand(n_way - 1, 2)])).item()
+    assert math.isclose(signed, math.e ** 2 / (math.e ** 2 + n_way - 1), rel_tol=1e-9)
+    assert math.isclose(plain, math.e / (math.e + n_way - 1), rel_tol=1e-9)
+    g = torch.Generator().manual_seed(n_way)
+    protos = torch.rand(n_way, 8, generator=g, dtype=torch.float64) ** 4
+    queries = torch.cat([protos[:1] + 0.01 * torch.rand(500, 8, generator=g, dtype=torch.float64),
+                         torch.rand(500, 8, generator=g, dtype=torch.float64) ** 4])
+    assert best(queries, protos).max().item() <= plain + 1e-12
