@@ -26,7 +26,7 @@ from ..data import Episode, EpisodeSampler, FewShotDataset
 from ..data.tasks import batched
 from ..metrics import with_accuracy
 from ..inner_loop import VECTORIZE, adapt, inner_lrs, meta_loss, params_of, reptile_loss
-from .base import EpisodicConfig, Method
+from .base import EpisodicConfig, Method, check_finite
 
 
 @dataclasses.dataclass
@@ -46,6 +46,7 @@ class MAMLConfig(EpisodicConfig):
     first_order: bool = False
     vectorize: str = "auto"
     transductive: bool = True
+    per_task_backward: bool = False
     steps: int = 300
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"vectorize": VECTORIZE}
@@ -53,7 +54,9 @@ class MAMLConfig(EpisodicConfig):
                                       "first_order": "drop the second-order terms (FOMAML)",
                                       "transductive": "test-time batch norm over the whole query set (Finn "
                                                       "et al.), else over the support and one query at a time",
-                                      "meta_batch": "tasks per meta-update"}
+                                      "meta_batch": "tasks per meta-update",
+                                      "per_task_backward": "one backward per task: the same meta-gradient in "
+                                                           "a fraction of the memory"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,6 +102,30 @@ class MAML(Method):
                                 first_order=c.first_order, vectorize=c.vectorize)
         y = torch.stack([t.query_y for t in tasks])
         return with_accuracy(loss, preds.flatten(0, 1), y.flatten())
+
+    def backward(self, tasks: Sequence[Episode]) -> tuple[torch.Tensor, dict[str, float]]:
+        """With ``per_task_backward``: the meta-gradient of :meth:`loss`, one task at a time.
+
+        The mean over ``T`` tasks is a sum of ``loss_t / T``; back-propagating each term as
+        soon as it is computed frees that task's inner-loop graph before the next task
+        builds its own, so at most one task's activations are alive instead of ``T``
+        (``vectorize="vmap"`` needs all tasks at once and goes through :meth:`loss`).
+        """
+        c = self.config
+        if c.vectorize == "vmap" or not c.per_task_backward:
+            return super().backward(tasks)
+        total, correct, count = 0.0, 0, 0
+        params = params_of(self.net)
+        for t in tasks:
+            loss, pred = meta_loss(self.net, params, [t], inner_lr=c.inner_lr, n_steps=c.inner_steps,
+                                   first_order=c.first_order)
+            check_finite(loss)
+            (loss / len(tasks)).backward()
+            total = total + loss.detach() / len(tasks)
+            if pred.device.type != "meta":
+                correct += int((pred.argmax(-1) == t.query_y).sum())
+                count += len(t.query_y)
+        return total, ({"accuracy": correct / count} if count else {})
 
     def predict(self, episode: Episode) -> torch.Tensor:
         """Adapt a copy of ``theta`` on the support set (test steps and rate), classify the queries.

@@ -443,3 +443,18 @@ def test_non_transductive_predict_classifies_each_query_with_the_support_only():
     transductive = make_predict(same_weights, "cpu")
     one = Episode(task.support_x, task.support_y, task.query_x[:1], task.query_y[:1], n_way=3)
     assert not torch.allclose(transductive(task)[:1], transductive(one))  # transductive: the others matter
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_one_backward_per_task_gives_the_meta_gradient_of_the_batched_loss(first_order):
+    torch.manual_seed(0)
+    method = MAML(train_way=3, hidden=8, first_order=first_order, inner_steps=2, per_task_backward=True)
+    tasks = random_tasks(3)
+    loss, _ = method.loss(tasks)
+    batched = torch.autograd.grad(loss, list(method.parameters()))
+    method.zero_grad()
+    per_task_loss, metrics = method.backward(tasks)
+    torch.testing.assert_close(per_task_loss, loss.detach())
+    for g, p in zip(batched, method.parameters()):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
+    assert 0.0 <= metrics["accuracy"] <= 1.0
