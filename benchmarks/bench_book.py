@@ -2,8 +2,8 @@
 
 Runs each notebook listed in _toc.yml with nbclient, in order, with a fresh results
 folder (so every chapter trains what it trains; nothing is reused), and records wall
-time per chapter. Saves benchmarks/results/book_timing_<profile>.json, which the
-"Running this book" page reads. Not a test.
+time per chapter. Saves benchmarks/results/book_timing_<profile>.json. Not a test (the
+book build itself records its per-chapter times: scripts/book_timing.py).
 
 Usage: FEWSHOT_DATA=../shared/data python benchmarks/bench_book.py [--profile quick]
 """

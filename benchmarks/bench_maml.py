@@ -5,9 +5,8 @@ meta-batch of episodes (5-way 1-shot, 15 queries, 8 tasks, one inner step of 0.4
 float32, same threads. One *meta-iteration* = adapt on every task's support set, query
 loss, and ``backward`` to the initial weights (the optimiser step is the same for all
 and left out). The implementations are timed in interleaved rounds (median of rounds)
-so that a busy machine slows them alike. Peak memory is the largest amount of memory
-the PyTorch CPU allocator held during one meta-iteration beyond what it held before,
-read from the profiler's memory events.
+so that a busy machine slows them alike. Peak memory is the largest total size of the
+CPU tensors made during one meta-iteration and alive at once (``peak_memory_mb``).
 
 Also: our first-order time, the second-order / first-order ratio, Reptile, and a check
 that all four second-order implementations give the same meta-gradient.

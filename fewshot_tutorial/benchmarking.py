@@ -9,21 +9,46 @@ from typing import Any
 
 
 def peak_memory_mb(fn: Callable[[], Any]) -> float:
-    """Peak extra CPU memory (MB) the PyTorch allocator holds while ``fn()`` runs.
+    """Peak extra CPU memory (MB) held by tensors made while ``fn()`` runs.
 
-    Read from the profiler's allocation events (a running sum of allocations and frees
-    in time order), so it counts tensors only, and only those made during the call.
+    Every tensor operation (forward, backward, under ``vmap``) is seen through a
+    ``TorchDispatchMode``: each new CPU storage an operation returns (not one of its
+    inputs', so in-place ops and views add nothing) adds its size, and a storage counts
+    down again once freed (a weak reference to it has expired). Workspaces internal to an
+    operation are not seen. Unlike ``torch.profiler``, this starts no profiler: on a CUDA
+    build of torch without a GPU the profiler probes the driver and writes to stderr.
     """
-    from torch.profiler import ProfilerActivity, profile
+    from torch.multiprocessing.reductions import StorageWeakRef
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # allocations are charged to the op that made them, frees appear as "[memory]" events
-    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live: dict[int, tuple[StorageWeakRef, int]] = {}  # storage -> (weak reference, bytes)
     level = peak = 0
-    for e in events:
-        level += e.self_cpu_memory_usage
-        peak = max(peak, level)
+
+    def storages(tree: Any) -> dict[int, Any]:
+        out = {}
+        for t in tree_leaves(tree):
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                s = t.untyped_storage()
+                out[s._cdata] = s
+        return out
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            nonlocal level, peak
+            for key in [k for k, (ref, _) in live.items() if ref.expired()]:
+                level -= live.pop(key)[1]  # freed since the last operation
+            out = func(*args, **(kwargs or {}))
+            inputs = storages((args, kwargs))
+            for key, s in storages(out).items():
+                if key not in inputs and key not in live and s.nbytes():
+                    live[key] = (StorageWeakRef(s), s.nbytes())
+                    level += s.nbytes()
+            peak = max(peak, level)
+            return out
+
+    with Count():
+        fn()
     return peak / 2**20
 
 
