@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
+
 
 def peak_memory_mb(fn: Callable[[], Any]) -> float:
     """Peak extra CPU memory (MB) held by tensors made while ``fn()`` runs.

@@ -254,7 +254,7 @@ def test_exercise_koch_alpha_gradient_solution():
     w = torch.randn(z1.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.tensor(0.1, dtype=torch.float64)
     (auto,) = torch.autograd.grad(koch_loss(weighted_l1_logit(z1, z2, w, b), same), w)
-    assert torch.allclose(ns["koch_grad_alpha"](z1, z2, same, w.detach(), b), auto)
+    assert torch.allclose(ns["koch_grad_w"](z1, z2, same, w.detach(), b), auto)
 
 
 def test_exercise_nearest_shot_solution():
