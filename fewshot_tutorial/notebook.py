@@ -8,10 +8,13 @@ the book build after CI's nbval run) does not train twice.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import inspect
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +134,29 @@ def load_or_train(name: str, config: dict[str, Any], model: nn.Module,
               "metrics": getattr(hist, "metrics", {})}
     save_checkpoint(path, model, {"config": config, "history": record})
     return model.to(device), record
+
+
+def source_lines(obj: Any) -> str:
+    """The code of a package function or class as the book shows it: read from the package
+    (so it cannot drift), without docstrings and without the ``if ...: raise`` input checks."""
+    src = textwrap.dedent(inspect.getsource(obj))
+    lines, drop, checks = src.splitlines(), set(), 0
+    for node in ast.walk(ast.parse(src)):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            drop.update(range(body[0].lineno - 1, body[0].end_lineno))  # the docstring
+        if isinstance(node, ast.If) and not node.orelse and all(isinstance(s, ast.Raise) for s in node.body):
+            drop.update(range(node.lineno - 1, node.end_lineno))  # an input check
+            checks += 1
+    where = inspect.getsourcefile(inspect.unwrap(obj)).split("site-packages/")[-1]
+    where = where[where.rfind("fewshot_tutorial/"):]
+    note = f"  ({checks} input check{'s' * (checks != 1)} not shown)" if checks else ""
+    return "\n".join([f"# {where}{note}"] + [line for i, line in enumerate(lines) if i not in drop])
+
+
+def show_source(*objects: Any) -> None:
+    """Display package code with docstrings and input checks left out (the book never pastes code)."""
+    from IPython.display import Code, display
+
+    display(Code("\n\n".join(source_lines(o) for o in objects), language="python"))

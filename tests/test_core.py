@@ -176,3 +176,13 @@ def test_checkpoint_round_trip_and_bad_file(tmp_path):
         load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(FileNotFoundError, match="train one first"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_source_lines_shows_the_code_without_docstrings_and_input_checks():
+    from fewshot_tutorial.methods.protonet import linear_layer
+    from fewshot_tutorial.notebook import source_lines
+
+    shown = source_lines(linear_layer)
+    assert shown.startswith("# fewshot_tutorial/methods/protonet.py  (1 input check not shown)")
+    assert "return 2.0 * protos, -protos.pow(2).sum(-1)" in shown
+    assert '"""' not in shown and "raise" not in shown
