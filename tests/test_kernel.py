@@ -71,7 +71,7 @@ def test_chapter_cell_finishes_in_a_kernel_while_another_process_is_busy(tmp_pat
         time.sleep(2)
         start = time.perf_counter()
         # the kernel gets the environment a newcomer has: no OMP_WAIT_POLICY set
-        client = nbclient.NotebookClient(nb, timeout=90, kernel_name="python3",
+        client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                          resources={"metadata": {"path": str(tmp_path)}})
         old = os.environ.pop("OMP_WAIT_POLICY", None)
         try:
@@ -86,5 +86,5 @@ def test_chapter_cell_finishes_in_a_kernel_while_another_process_is_busy(tmp_pat
             h.wait()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.outputs if o.output_type == "stream")
     assert text.startswith("PASSIVE") and "done" in text, text
-    # a few seconds on an idle machine, 10-20 s next to the neighbours; minutes before the fix
-    assert seconds < 90
+    # a few seconds on an idle machine, 10-30 s next to the neighbours; minutes before the fix
+    assert seconds < 120
