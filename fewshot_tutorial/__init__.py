@@ -7,16 +7,6 @@ The package behind the *fewshot-tutorial* book. Quick start::
     episode = EpisodeSampler(data, n_way=5, n_shot=1, n_query=15, seed=0).sample()
 """
 
-import os as _os
-
-# torch's OpenMP threads busy-wait for work by default. On a small machine shared with
-# another busy process (a second kernel, a test run, a Colab neighbour) the waiting
-# threads take the CPU from the ones with work, and loops of small tensor operations
-# (evaluating hundreds of episodes) run 20-80 times slower: a chapter cell seemed to
-# hang. Sleeping waiters cost little; this must be set before torch is first imported,
-# and a value chosen by the user wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from .backbones import Conv4
 from .baselines import pixel_nearest_neighbour
 from .checkpoints import load_checkpoint, load_model, save_checkpoint, save_model

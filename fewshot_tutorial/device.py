@@ -163,3 +163,32 @@ def get_profile(name: str | None = None, device: torch.device | str | None = Non
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; set FEWSHOT_PROFILE to one of {', '.join(PROFILES)}")
     return Profile(name)
+
+
+def cpu_threads(samples: int = 5, interval: float = 0.1) -> int:
+    """Threads torch should use on this CPU: its cores less those other processes keep busy.
+
+    torch sizes its thread team to the cores. When other processes keep those cores
+    busy, each parallel operation waits for a team member to be scheduled, and loops of
+    small operations (episodes, Conv4 steps) run 10-100 times slower: chapter cells
+    seemed to hang. The busy cores are read from the number of runnable tasks in
+    ``/proc/loadavg`` (Linux; the median of a few samples, less this process); elsewhere
+    all cores are used. ``FEWSHOT_THREADS`` overrides.
+    """
+    import statistics
+    import time
+
+    if os.environ.get("FEWSHOT_THREADS"):
+        return max(1, int(os.environ["FEWSHOT_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        counts = []
+        for i in range(samples):
+            if i:
+                time.sleep(interval)
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+    except (OSError, ValueError, IndexError):
+        return min(cores, torch.get_num_threads())
+    busy = max(0, round(statistics.median(counts)) - 1)  # the reading thread is runnable too
+    return max(1, min(cores - busy, torch.get_num_threads()))

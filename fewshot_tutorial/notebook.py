@@ -25,7 +25,7 @@ from torch import nn
 
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data.omniglot import SOURCES, default_root, find_source
-from .device import Profile, get_device, get_profile, seed_everything
+from .device import Profile, cpu_threads, get_device, get_profile, seed_everything
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None,
     """
     seed_everything(seed)
     dev = get_device(device)
+    if dev.type == "cpu":  # only the cores other processes leave free (see cpu_threads)
+        torch.set_num_threads(cpu_threads())
     prof = get_profile(profile, dev)
     root = default_root()
     if download is None:
@@ -81,7 +83,7 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None,
     except ImportError:  # pragma: no cover
         pass
     if not quiet:
-        print(f"device={dev.type}, profile={prof.name}, seed={seed}, data={root}")
+        print(f"device={dev.type}, threads={torch.get_num_threads()}, profile={prof.name}, seed={seed}, data={root}")
     return Setup(dev, prof, root, seed)
 
 
