@@ -13,6 +13,13 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+# like setup() in the chapters: only the cores other processes leave free (issue 14)
+import torch  # noqa: E402
+
+from fewshot_tutorial.device import cpu_threads  # noqa: E402
+
+torch.set_num_threads(cpu_threads())
+
 
 def _data_root() -> Path | None:
     env = os.environ.get("FEWSHOT_DATA")
