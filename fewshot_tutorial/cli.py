@@ -1,6 +1,7 @@
 """Command line: ``python -m fewshot_tutorial --help``.
 
-Commands:
+Commands::
+
     data       find and check the Omniglot data, print split sizes
     train      train any method (``train METHOD --help`` lists its flags) and save a checkpoint
     evaluate   score the pixel baseline or a checkpoint on N-way K-shot episodes of
