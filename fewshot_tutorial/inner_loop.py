@@ -7,18 +7,21 @@ graph. A loss at ``theta'`` therefore back-propagates to ``theta`` through every
 step, Hessian-vector products included, unless ``first_order`` cuts that path.
 
 An *update rule* maps ``(params, grads, step) -> new params``. :func:`sgd` (the default)
-is {eq}`eq-maml-inner-step`; a rule with learned per-parameter rates (Meta-SGD) or an
-LSTM that writes the update (Meta-LSTM) plugs into the same :func:`adapt`.
+is {eq}`eq-maml-inner-step`; a rule with learned per-parameter rates (Meta-SGD) plugs
+into the same :func:`adapt`. A rule that also needs the support loss and carries a state
+from one step to the next (an LSTM that writes the update, Meta-LSTM) fills in the
+richer :class:`StatefulUpdateRule` instead.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 from .backbones import composite_batch_norm
 from .data import Episode
@@ -31,6 +34,21 @@ VECTORIZE = ("auto", "loop", "vmap")
 # Measured by benchmarks/bench_maml.py on the 2-core CPU this book is tested on: a plain
 # loop over tasks beats vmap for Conv4 there; vmap wins for tiny models (the sinusoid MLP).
 DEFAULT_VECTORIZE = "loop"
+
+
+@runtime_checkable
+class StatefulUpdateRule(Protocol):
+    """An update rule that sees the support loss and keeps a state across the inner steps.
+
+    :func:`adapt` calls ``state = rule.init_state(params)`` once per task, then at every
+    step ``params, state = rule.step(params, grads, loss, step, state)``, where ``loss``
+    is the support loss ``[]`` at the parameters the gradients were taken at (a constant
+    with ``first_order=True``, like the gradients).
+    """
+
+    def init_state(self, params: Mapping[str, torch.Tensor]) -> Any: ...
+
+    def step(self, params: Params, grads: Params, loss: torch.Tensor, step: int, state: Any) -> tuple[Params, Any]: ...
 
 
 def params_of(model: nn.Module) -> Params:
@@ -111,7 +129,8 @@ def adapt(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
         x: support inputs ``[n_way * n_shot, ...]``; y: their targets ``[n_way * n_shot, ...]``.
         n_steps: inner steps (0 returns ``params`` unchanged).
         inner_lr: ``alpha`` for the default rule :func:`sgd`, one float or one per step.
-        update: or any update rule ``(params, grads, step) -> params``.
+        update: or any update rule ``(params, grads, step) -> params``, or a
+            :class:`StatefulUpdateRule`.
         first_order: drop the second-order terms.
         loss_fn: ``(predictions, y) -> scalar`` (default: cross-entropy).
         inner_batch: step on successive mini-batches of this many rows (:func:`mini_batches`)
@@ -123,11 +142,18 @@ def adapt(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
     if (inner_lr is None) == (update is None):
         raise ValueError("give exactly one of inner_lr (plain SGD) or update (an update rule)")
     rule = update if update is not None else sgd(inner_lr, n_steps)
-    grad_fn = grad(lambda p, xb, yb: loss_fn(functional_call(model, p, (xb,)), yb))
+    stateful = isinstance(rule, StatefulUpdateRule)
+    support_loss = lambda p, xb, yb: loss_fn(functional_call(model, p, (xb,)), yb)
+    grad_fn = grad_and_value(support_loss) if stateful else grad(support_loss)
     params = dict(params)
+    state = rule.init_state(params) if stateful else None
     for step, rows in enumerate(mini_batches(len(x), inner_batch, n_steps)):
         at = {k: p.detach() for k, p in params.items()} if first_order else params
-        params = rule(params, grad_fn(at, x[rows], y[rows]), step)
+        if stateful:
+            grads, loss = grad_fn(at, x[rows], y[rows])
+            params, state = rule.step(params, grads, loss, step, state)
+        else:
+            params = rule(params, grad_fn(at, x[rows], y[rows]), step)
     return params
 
 

@@ -7,10 +7,13 @@ its loss, and ``predict`` (or ``embed`` + ``head``). See the book's "Adding a me
 from .base import Config, EpisodicConfig, Method
 from .maml import FOMAML, MAML, Reptile
 from .matching import MatchingNetwork
+from .metalstm import MetaLSTM
+from .metasgd import MetaSGD
 from .protonet import ProtoNet
 from .siamese import Siamese
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Siamese, MatchingNetwork, ProtoNet, MAML, FOMAML, Reptile)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Siamese, MatchingNetwork, ProtoNet, MAML, FOMAML, Reptile,
+                                                          MetaSGD, MetaLSTM)}
 
-__all__ = ["FOMAML", "MAML", "METHODS", "Config", "EpisodicConfig", "MatchingNetwork", "Method", "ProtoNet",
-           "Reptile", "Siamese"]
+__all__ = ["FOMAML", "MAML", "METHODS", "Config", "EpisodicConfig", "MatchingNetwork", "MetaLSTM", "MetaSGD", "Method",
+           "ProtoNet", "Reptile", "Siamese"]

@@ -91,6 +91,18 @@ class MAML(Method):
         c = self.config
         self.net = MAMLNet(c.train_way, c.in_channels, c.hidden, c.image_size)
 
+    def inner_rule(self, test: bool = False) -> dict[str, Any]:
+        """The inner loop's rule as keywords of :func:`~fewshot_tutorial.inner_loop.adapt`.
+
+        MAML's is plain SGD: ``n_steps`` and ``inner_lr`` (the test-time ones if ``test``).
+        A method that learns the update (Meta-SGD, Meta-LSTM) returns an ``update`` rule
+        instead and inherits the rest of this class unchanged.
+        """
+        c = self.config
+        if test:
+            return {"inner_lr": c.test_lr, "n_steps": c.test_steps}
+        return {"inner_lr": c.inner_lr, "n_steps": c.inner_steps}
+
     def batches(self, dataset: FewShotDataset, seed: int) -> Iterable[list[Episode]]:
         c = self.config
         return batched(EpisodeSampler(dataset, c.train_way, c.train_shot, c.train_query, seed=seed), c.meta_batch)
@@ -98,8 +110,8 @@ class MAML(Method):
     def loss(self, tasks: Sequence[Episode]) -> tuple[torch.Tensor, dict[str, float]]:
         """The mean query loss after adaptation over the meta-batch, {eq}`eq-maml-objective`."""
         c = self.config
-        loss, preds = meta_loss(self.net, params_of(self.net), tasks, inner_lr=c.inner_lr, n_steps=c.inner_steps,
-                                first_order=c.first_order, vectorize=c.vectorize)
+        loss, preds = meta_loss(self.net, params_of(self.net), tasks, first_order=c.first_order,
+                                vectorize=c.vectorize, **self.inner_rule())
         y = torch.stack([t.query_y for t in tasks])
         return with_accuracy(loss, preds.flatten(0, 1), y.flatten())
 
@@ -117,8 +129,7 @@ class MAML(Method):
         total, correct, count = 0.0, 0, 0
         params = params_of(self.net)
         for t in tasks:
-            loss, pred = meta_loss(self.net, params, [t], inner_lr=c.inner_lr, n_steps=c.inner_steps,
-                                   first_order=c.first_order)
+            loss, pred = meta_loss(self.net, params, [t], first_order=c.first_order, **self.inner_rule())
             check_finite(loss)
             (loss / len(tasks)).backward()
             total = total + loss.detach() / len(tasks)
@@ -140,8 +151,8 @@ class MAML(Method):
                              f"{self.config.train_way}-way episodes, not {episode.n_way}-way")
         params = {k: p.detach() for k, p in self.net.named_parameters()}
         with torch.enable_grad():
-            adapted = adapt(self.net, params, episode.support_x, episode.support_y, inner_lr=self.config.test_lr,
-                            n_steps=self.config.test_steps, first_order=True)
+            adapted = adapt(self.net, params, episode.support_x, episode.support_y, first_order=True,
+                            **self.inner_rule(test=True))
         with torch.no_grad():
             if self.config.transductive:
                 return functional_call(self.net, adapted, (episode.query_x,))

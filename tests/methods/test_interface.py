@@ -32,7 +32,8 @@ def tiny_data(n_classes: int = 6, device: str | torch.device = "cpu") -> FewShot
 
 
 def test_every_method_is_registered_under_its_name():
-    assert set(METHODS) == {"siamese", "matching", "protonet", "maml", "fomaml", "reptile"}
+    assert set(METHODS) == {"siamese", "matching", "protonet", "maml", "fomaml", "reptile",
+                            "metasgd", "metalstm"}
     for name, cls in METHODS.items():
         assert cls.name == name and issubclass(cls.Config, METHODS[name].Config)
         json.dumps(cls().config.as_dict())  # JSON-able: what a checkpoint stores
@@ -157,7 +158,8 @@ def test_cli_trains_and_evaluates_every_method(name, tmp_path, capsys):
     out = tmp_path / f"{name}.pt"
     flags = ["--hidden", "8", "--image-size", "16"]
     flags += ["--train-way", "3", "--train-query", "2"] if name != "siamese" else ["--batch-size", "8"]
-    flags += ["--meta-batch", "2", "--test-steps", "1"] if name in ("maml", "fomaml", "reptile") else []
+    flags += ["--meta-batch", "2", "--test-steps", "1"] if name in ("maml", "fomaml", "reptile", "metasgd",
+                                                                          "metalstm") else []
     with pytest.warns(Warning):
         assert main(["train", name, "--root", str(root), "--steps", "2", "--out", str(out), *flags]) == 0
         assert main(["evaluate", "--root", str(root), "--checkpoint", str(out), "--way", "3", "--query", "2",
