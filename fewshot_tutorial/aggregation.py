@@ -59,7 +59,9 @@ def class_means(z: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
         return (onehot.T @ z) / onehot.sum(0).unsqueeze(1)
 
 
-def class_mean_scores(scores: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
+def class_mean_scores(
+    scores: torch.Tensor, y: torch.Tensor, n_way: int
+) -> torch.Tensor:
     """The mean of each class's columns: ``scores [Q, S], y [S] -> [Q, n_way]``.
 
     Implements {eq}`eq-siamese-predict`: with one shot, the score of the class's only

@@ -42,7 +42,9 @@ def attention(query_z: torch.Tensor, support_z: torch.Tensor, kind: str = "cosin
     return torch.softmax(similarity(query_z, support_z, kind) / temperature, dim=-1)
 
 
-def label_probabilities(attn: torch.Tensor, support_y: torch.Tensor, n_way: int) -> torch.Tensor:
+def label_probabilities(
+    attn: torch.Tensor, support_y: torch.Tensor, n_way: int
+) -> torch.Tensor:
     """``P(y = c | x, S) = sum_i a(x, x_i) [y_i = c]``: ``[Q, S], [S] -> [Q, n_way]``.
 
     Implements {eq}`eq-matching-prediction`.
@@ -50,8 +52,9 @@ def label_probabilities(attn: torch.Tensor, support_y: torch.Tensor, n_way: int)
     return class_sums(attn, support_y, n_way)
 
 
-def class_log_probabilities(sim: torch.Tensor, support_y: torch.Tensor, n_way: int,
-                            temperature: float = 1.0) -> torch.Tensor:
+def class_log_probabilities(
+    sim: torch.Tensor, support_y: torch.Tensor, n_way: int, temperature: float = 1.0
+) -> torch.Tensor:
     """``log P(y = c | x, S)`` from the similarities ``sim [Q, S]``: ``[Q, n_way]``.
 
     Implements {eq}`eq-matching-log-prob`: a difference of two log-sum-exps, so no
@@ -59,7 +62,9 @@ def class_log_probabilities(sim: torch.Tensor, support_y: torch.Tensor, n_way: i
     """
     check_temperature(temperature)
     s = sim / temperature
-    return class_logsumexp(s, support_y, n_way) - torch.logsumexp(s, dim=-1, keepdim=True)
+    per_class = class_logsumexp(s, support_y, n_way)  # [Q, n_way]
+    log_norm = torch.logsumexp(s, dim=-1, keepdim=True)  # [Q, 1]
+    return per_class - log_norm
 
 
 def matching_loss(log_probs: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
@@ -121,7 +126,8 @@ class QueryAttentionLSTM(nn.Module):
     def forward(self, query_z: torch.Tensor, support_g: torch.Tensor) -> torch.Tensor:
         h, c = query_z, torch.zeros_like(query_z)
         for _ in range(self.steps):
-            r = torch.softmax(h @ support_g.T, dim=-1) @ support_g  # read with h_{k-1}: [Q, S] @ [S, D]
+            a = torch.softmax(h @ support_g.T, dim=-1)  # read with h_{k-1}: [Q, S]
+            r = a @ support_g  # [Q, D]
             h_hat, c = self.cell(torch.cat([query_z, r], dim=-1), (h, c))
             h = h_hat + query_z
         return h

@@ -34,11 +34,14 @@ def squared_euclidean(query_z: torch.Tensor, support_z: torch.Tensor) -> torch.T
     """
     check_pairwise(query_z, support_z)
     with no_autocast(query_z):
-        diff = upcast(query_z).unsqueeze(1) - upcast(support_z).unsqueeze(0)  # [Q, S, D]
+        # [Q, 1, D] - [1, S, D] -> [Q, S, D]
+        diff = upcast(query_z).unsqueeze(1) - upcast(support_z).unsqueeze(0)
         return diff.pow(2).sum(-1)
 
 
-def cosine_similarity(query_z: torch.Tensor, support_z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def cosine_similarity(
+    query_z: torch.Tensor, support_z: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
     """``cos(q, s)`` for every pair: ``[Q, D], [S, D] -> [Q, S]``, in ``[-1, 1]``.
 
     Each row is divided by ``max(||z||, eps)``, so a zero vector has similarity 0 with
@@ -47,7 +50,9 @@ def cosine_similarity(query_z: torch.Tensor, support_z: torch.Tensor, eps: float
     """
     check_pairwise(query_z, support_z)
     with no_autocast(query_z):
-        return F.normalize(upcast(query_z), dim=-1, eps=eps) @ F.normalize(upcast(support_z), dim=-1, eps=eps).T
+        q = F.normalize(upcast(query_z), dim=-1, eps=eps)  # unit rows: [Q, D]
+        s = F.normalize(upcast(support_z), dim=-1, eps=eps)  # [S, D]
+        return q @ s.T
 
 
 def cosine_distance(query_z: torch.Tensor, support_z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

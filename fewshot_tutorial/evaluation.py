@@ -233,6 +233,7 @@ def embed_dataset(
     out = []
     with autocast(device, dtype):
         for i in range(0, len(x), batch_size):
-            out.append(embed(x[i : i + batch_size].to(device).contiguous(memory_format=fmt)).float())
+            batch = x[i : i + batch_size].to(device).contiguous(memory_format=fmt)
+            out.append(embed(batch).float())
     z = torch.cat(out).reshape(dataset.n_classes, dataset.n_per_class, -1, 1, 1)
     return FewShotDataset(z, list(dataset.class_names), name=f"{dataset.name}:embedded")

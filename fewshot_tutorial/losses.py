@@ -30,8 +30,13 @@ def check_margin(margin: float) -> None:
         raise ValueError(f"margin must be positive, got {margin}; try margin=1.0")
 
 
-def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, same: torch.Tensor, margin: float = 1.0,
-                     reduction: str = "mean") -> torch.Tensor:
+def contrastive_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    same: torch.Tensor,
+    margin: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """``same * d^2 + (1 - same) * max(0, margin - d)^2``, ``d = ||z1 - z2||``.
 
     Implements {eq}`eq-siamese-contrastive`. Finite (value and gradient) also when
@@ -82,7 +87,8 @@ def contrastive_grad_z1(z1: torch.Tensor, z2: torch.Tensor, same: torch.Tensor,
     d = euclidean_distance(z1, z2).unsqueeze(-1)  # [B, 1]
     y = check_same(z1, same).unsqueeze(-1)
     diff = z1 - z2
-    unit = torch.where(d > 0, diff / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(diff))
+    safe_d = torch.where(d > 0, d, torch.ones_like(d))  # no 0 / 0 where z1 == z2
+    unit = torch.where(d > 0, diff / safe_d, torch.zeros_like(diff))
     push = -2 * (margin - d).clamp(min=0) * unit
     return (y * 2 * diff + (1 - y) * push) / z1.shape[0]
 
@@ -93,7 +99,8 @@ def koch_loss(logits: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
     Implements {eq}`eq-siamese-bce` (on logits, so it never saturates to ``log 0``).
     """
     logits = upcast(logits)
-    return F.binary_cross_entropy_with_logits(logits, check_same(logits.unsqueeze(-1), same))
+    y = check_same(logits.unsqueeze(-1), same)
+    return F.binary_cross_entropy_with_logits(logits, y)
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ class PairSampler(SeededSampler[PairBatch]):
         """``(first [B, 2], second [B, 2], same [B])``: (class, drawing) indices of each image."""
         g, h = self.generator, self.batch_size // 2
         n_cls, n_img = self.dataset.n_classes, self.dataset.n_per_class
-        c = torch.randint(n_cls, (h,), generator=g)  # same: one class, two distinct drawings
+        c = torch.randint(n_cls, (h,), generator=g)  # same: one class, two drawings
         i = torch.randint(n_img, (h,), generator=g)
         j = (i + torch.randint(1, n_img, (h,), generator=g)) % n_img
         c1 = torch.randint(n_cls, (h,), generator=g)  # different: two distinct classes

@@ -71,7 +71,9 @@ class MatchingNetwork(Method):
         """``[B, C, H, W] -> [B, D]`` (``f'`` and ``g'`` of the paper: one shared network)."""
         return self.backbone(x)
 
-    def contextualise(self, support_z: torch.Tensor, query_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def contextualise(
+        self, support_z: torch.Tensor, query_z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(g(S) [S, D], f(x, S) [Q, D])`` with FCE, else the embeddings; in float32."""
         with no_autocast(support_z):
             support_z, query_z = upcast(support_z), upcast(query_z)
@@ -90,7 +92,8 @@ class MatchingNetwork(Method):
     def loss(self, episode: Episode) -> tuple[torch.Tensor, dict[str, float]]:
         """{eq}`eq-matching-loss` on one episode, plus its accuracy."""
         log_probs = self.predict(episode)
-        return with_accuracy(matching_loss(log_probs, episode.query_y), log_probs, episode.query_y)
+        loss = matching_loss(log_probs, episode.query_y)
+        return with_accuracy(loss, log_probs, episode.query_y)
 
     def attention(self, episode: Episode) -> torch.Tensor:
         """``[Q, S]`` attention {eq}`eq-matching-attention` of each query over the support; for plots."""

@@ -27,7 +27,9 @@ DISTANCES = ("euclidean", "cosine")
 prototypes = class_means  # c_k = mean of the support embeddings of class k
 
 
-def protonet_logits(query_z: torch.Tensor, protos: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
+def protonet_logits(
+    query_z: torch.Tensor, protos: torch.Tensor, distance: str = "euclidean"
+) -> torch.Tensor:
     """``-d(f(x), c_k)``: ``query_z [Q, D], protos [n_way, D] -> [Q, n_way]``. {eq}`eq-protonet-softmax`."""
     if distance == "euclidean":
         return -squared_euclidean(query_z, protos)
@@ -83,12 +85,14 @@ class ProtoNet(Method):
 
     def head(self, support_z: torch.Tensor, support_y: torch.Tensor, query_z: torch.Tensor,
              n_way: int) -> torch.Tensor:
-        return protonet_logits(query_z, prototypes(support_z, support_y, n_way), self.config.distance)
+        protos = prototypes(support_z, support_y, n_way)  # [n_way, D]
+        return protonet_logits(query_z, protos, self.config.distance)
 
     def loss(self, episode: Episode) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy of the queries under {eq}`eq-protonet-softmax`: {eq}`eq-protonet-loss`."""
         logits = self.predict(episode)
-        return with_accuracy(F.cross_entropy(logits, episode.query_y), logits, episode.query_y)
+        loss = F.cross_entropy(logits, episode.query_y)
+        return with_accuracy(loss, logits, episode.query_y)
 
     def scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         every = self.config.lr_decay_every  # the paper halves the rate every 2,000 episodes

@@ -58,10 +58,17 @@ class Siamese(Method):
         super().__init__(config, **overrides)
         c = self.config
         self.encoder = Conv4(c.in_channels, c.hidden)
-        if c.head == "koch":  # start with "any difference speaks against same": alpha_j < 0
+        if c.head == "koch":  # start with "any difference speaks against same": w_j < 0
             dim = self.encoder.out_features(c.image_size)
-            self.alpha = nn.Parameter(torch.full((dim,), -1.0 / dim))
+            self.weight = nn.Parameter(torch.full((dim,), -1.0 / dim))
             self.bias = nn.Parameter(torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Accept checkpoints from before Koch's weights were renamed ``alpha`` -> ``weight``."""
+        old, new = prefix + "alpha", prefix + "weight"
+        if old in state_dict and new not in state_dict:
+            state_dict[new] = state_dict.pop(old)  # a copy: load_state_dict copies its input
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def batches(self, dataset: FewShotDataset, seed: int) -> Iterable[PairBatch]:
         return PairSampler(dataset, self.config.batch_size, seed=seed)
@@ -73,7 +80,8 @@ class Siamese(Method):
     def pair_scores(self, query_z: torch.Tensor, support_z: torch.Tensor) -> torch.Tensor:
         """``[Q, D], [S, D] -> [Q, S]``: minus the distance, or Koch's logit of "same"."""
         if self.config.head == "koch":
-            return weighted_l1_logit(query_z.unsqueeze(1), support_z.unsqueeze(0), self.alpha, self.bias)
+            q, s = query_z.unsqueeze(1), support_z.unsqueeze(0)  # [Q, 1, D], [1, S, D]
+            return weighted_l1_logit(q, s, self.weight, self.bias)
         return -pairwise_euclidean(query_z, support_z)
 
     def head(self, support_z: torch.Tensor, support_y: torch.Tensor, query_z: torch.Tensor,
@@ -86,5 +94,5 @@ class Siamese(Method):
         x1, x2, same = batch
         z1, z2 = self.embed(torch.cat([x1, x2])).chunk(2)
         if self.config.head == "koch":
-            return koch_loss(weighted_l1_logit(z1, z2, self.alpha, self.bias), same)
+            return koch_loss(weighted_l1_logit(z1, z2, self.weight, self.bias), same)
         return contrastive_loss(z1, z2, same, self.config.margin)

@@ -196,6 +196,32 @@ def test_predict_shape_labels_and_nearest_neighbour(head):
             assert torch.equal(pred, ep.support_y[torch.tensor(nearest)])
 
 
+def test_koch_head_loads_checkpoints_that_call_its_weights_alpha(tmp_path):
+    """Koch's weights were ``Siamese.alpha`` (alpha is MAML's inner rate in the book)."""
+    from fewshot_tutorial.checkpoints import load_model, save_model, weights_digest
+
+    torch.manual_seed(0)
+    saved = Siamese(head="koch")
+    assert "weight" in saved.state_dict() and "alpha" not in saved.state_dict()
+    old = {("alpha" if k == "weight" else k): v for k, v in saved.state_dict().items()}
+    fresh = Siamese(head="koch")
+    fresh.load_state_dict(old)  # strict: no missing or unexpected key
+    assert torch.equal(fresh.weight, saved.weight)
+    nested = torch.nn.Sequential(Siamese(head="koch"))  # the key carries a prefix there
+    nested.load_state_dict({f"0.{k}": v for k, v in old.items()})
+    assert torch.equal(nested[0].weight, saved.weight)
+    with pytest.raises(RuntimeError, match="weight"):  # a key that is still missing is an error
+        Siamese(head="koch").load_state_dict({k: v for k, v in old.items() if k != "alpha"})
+
+    path = save_model(tmp_path / "koch.pt", saved)  # an old checkpoint file, checksum and all
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = old
+    payload["sha256"] = weights_digest(old, payload["config"])
+    torch.save(payload, path)
+    loaded, _ = load_model(path)
+    assert torch.equal(loaded.weight, saved.weight) and torch.equal(loaded.bias, saved.bias)
+
+
 # ------------------------------------------------------------------------ real data
 @needs_data
 def test_short_training_lowers_the_loss_on_omniglot(background):
@@ -247,7 +273,7 @@ def solution_code(label: str) -> str:
     raise AssertionError(f"no solution for {label} in {NOTEBOOK}")
 
 
-def test_exercise_koch_alpha_gradient_solution():
+def test_exercise_koch_weight_gradient_solution():
     ns: dict = {}
     exec(solution_code("ex-siamese-2"), ns)
     z1, z2, same = random_pairs()

@@ -1,0 +1,173 @@
+"""The package code the chapters show with ``show(...)`` fits the page of the HTML book.
+
+Each chapter displays package functions with ``fewshot_tutorial.notebook.show_source``
+(imported as ``show``), which prints ``source_lines(obj)``. Lines longer than
+``MAX_CHARS`` run off the page, so this test reads every ``book/*.ipynb``, resolves the
+objects passed to ``show(...)`` through the notebook's own import lines, and checks
+every shown line.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from fewshot_tutorial.notebook import source_lines
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+MAX_CHARS = 88  # what the HTML book shows without a horizontal scroll bar
+
+# Shown objects whose lines still run over MAX_CHARS, as "<notebook stem>::<expression>".
+# The MAML chapter's inner loop is being reworked separately; delete an entry here once
+# its lines fit (the xfail is strict, so a fixed entry fails until it is removed).
+NOT_YET = {
+    "05_maml::inner_loop.adapt",
+    "05_maml::inner_loop.reptile_surrogate",
+    "05_maml::inner_loop.meta_loss",
+}
+
+LATER = "inner_loop.py is being reworked separately; its lines are wrapped there"
+
+_MAGIC = re.compile(r"^(\s*)[%!].*$", re.MULTILINE)  # IPython magics / shell lines are not Python
+
+
+UNPARSED: list[str] = []  # cells the scan could not read (they may hide show calls)
+
+
+def _cells(notebook: Path) -> list[ast.Module]:
+    """The code cells of ``notebook``, parsed (magics replaced by ``pass``).
+
+    A cell that does not parse is left out and recorded in ``UNPARSED``, so that one bad
+    cell fails ``test_every_code_cell_parses`` instead of the collection of this file.
+    """
+    cells = json.loads(notebook.read_text())["cells"]
+    trees = []
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            trees.append(ast.parse(_MAGIC.sub(r"\1pass", "".join(cell["source"]))))
+        except SyntaxError as err:
+            where = f"book/{notebook.name}, cell {i}, line {err.lineno}: {err.msg}"
+            if where not in UNPARSED:
+                UNPARSED.append(where)
+    return trees
+
+
+def _imports(trees: list[ast.Module]) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement in the notebook, in order, wherever it sits (``try:`` too)."""
+    return [
+        node
+        for tree in trees
+        for node in sorted(
+            (n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))),
+            key=lambda n: n.lineno,
+        )
+    ]
+
+
+def _show_names(imports: list[ast.Import | ast.ImportFrom]) -> set[str]:
+    """The names a notebook calls ``show_source`` by (``show`` in the chapters)."""
+    return {
+        a.asname or a.name
+        for n in imports
+        if isinstance(n, ast.ImportFrom) and n.module == "fewshot_tutorial.notebook"
+        for a in n.names
+        if a.name == "show_source"
+    }
+
+
+def _package_names(imports: list[ast.Import | ast.ImportFrom]) -> set[str]:
+    """The names the notebook binds from ``fewshot_tutorial`` (these must resolve)."""
+    names = set()
+    for n in imports:
+        if isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "fewshot_tutorial":
+            names |= {a.asname or a.name for a in n.names}
+        elif isinstance(n, ast.Import):
+            names |= {
+                a.asname or a.name.split(".")[0]
+                for a in n.names
+                if a.name.split(".")[0] == "fewshot_tutorial"
+            }
+    return names
+
+
+def shown_expressions() -> list[tuple[str, str]]:
+    """``(notebook stem, expression)`` for every argument of every ``show(...)`` call."""
+    found = []
+    for notebook in sorted(BOOK.glob("*.ipynb")):
+        trees = _cells(notebook)
+        names = _show_names(_imports(trees))
+        for tree in trees:
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id in names):
+                    found += [(notebook.stem, ast.unparse(arg)) for arg in node.args]
+    return found
+
+
+def _namespace(stem: str) -> tuple[dict, set[str]]:
+    """Run the notebook's import lines; return the namespace and its package names."""
+    imports = _imports(_cells(BOOK / f"{stem}.ipynb"))
+    ns: dict = {}
+    for node in imports:
+        try:
+            exec(compile(ast.Module([node], type_ignores=[]), stem, "exec"), ns)
+        except ImportError:  # e.g. an optional plotting dependency; resolved names decide
+            pass
+    return ns, _package_names(imports)
+
+
+SHOWN = shown_expressions()
+
+
+def test_the_book_shows_package_code():
+    stems = {stem for stem, _ in SHOWN}
+    assert SHOWN, "found no show(...) calls in book/*.ipynb: has the helper been renamed?"
+    for chapter in ("01_few_shot_problem", "02_siamese", "03_matching", "04_protonet", "05_maml"):
+        assert chapter in stems, f"book/{chapter}.ipynb shows no package code with show(...)"
+
+
+def test_every_code_cell_parses():
+    """Under this Python (``requires-python`` is 3.10): else show calls could go unseen."""
+    assert not UNPARSED, "code cells that do not parse:\n" + "\n".join(UNPARSED)
+
+
+def test_not_yet_names_only_shown_objects():
+    stale = NOT_YET - {f"{stem}::{expr}" for stem, expr in SHOWN}
+    assert not stale, f"NOT_YET names objects no chapter shows any more: {sorted(stale)}"
+
+
+@pytest.mark.parametrize(
+    "stem, expr",
+    [
+        pytest.param(
+            stem, expr, id=f"{stem}::{expr}",
+            marks=[pytest.mark.xfail(raises=AssertionError, strict=True, reason=LATER)]
+            if f"{stem}::{expr}" in NOT_YET else [],
+        )
+        for stem, expr in SHOWN
+    ],
+)
+def test_shown_code_fits_the_page(stem: str, expr: str):
+    ns, package_names = _namespace(stem)
+    try:
+        obj = eval(expr, ns)
+    except (NameError, AttributeError) as err:
+        root = expr.split(".")[0].split("(")[0]
+        if root in package_names:
+            raise AssertionError(f"book/{stem}.ipynb shows {expr}, which does not resolve: {err}")
+        pytest.skip(f"{expr} is not imported from fewshot_tutorial")
+    long = [
+        f"  {len(line)} chars: {line}"
+        for line in source_lines(obj).splitlines()
+        if len(line) > MAX_CHARS
+    ]
+    assert not long, (
+        f"book/{stem}.ipynb shows {expr} with lines over {MAX_CHARS} characters "
+        f"(wrap them in the package):\n" + "\n".join(long)
+    )
