@@ -103,6 +103,7 @@ class LSTMOptimizer(nn.Module):
 
 
 def detach_state(state: LSTMState) -> LSTMState:
+    """The LSTM state cut from the graph: where truncated back-propagation through time stops."""
     return [(h.detach(), c.detach()) for h, c in state]
 
 
