@@ -42,6 +42,15 @@ def lstm_cell_update(c: torch.Tensor, grad: torch.Tensor, f: torch.Tensor | floa
     return f * c + i * (-grad)
 
 
+def lstm_cell(cell: nn.LSTMCell, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cell(x, (h, c))`` written out, so that it also runs under :func:`torch.func.vmap`
+    (``aten::lstm_cell`` has no batching rule). ``x: [P, in]``, ``h, c: [P, hidden]``."""
+    gates = x @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 class MetaLSTMUpdate(nn.Module):
     """The meta-learner: a :class:`~fewshot_tutorial.inner_loop.StatefulUpdateRule` for ``adapt``.
 
@@ -80,7 +89,7 @@ class MetaLSTMUpdate(nn.Module):
         h, hc, i_prev, f_prev = state
         x = torch.cat([preprocess_gradient(grad, self.p),
                        preprocess_gradient(loss, self.p).expand(len(grad), 2)], dim=-1)  # [P, 4]
-        h, hc = self.lstm(x, (h, hc))
+        h, hc = lstm_cell(self.lstm, x, h, hc)
         i = torch.sigmoid(self.input_gate(torch.cat([h, c[:, None], i_prev[:, None]], -1))).squeeze(-1)
         f = torch.sigmoid(self.forget_gate(torch.cat([h, c[:, None], f_prev[:, None]], -1))).squeeze(-1)
         return i, f, (h, hc, i, f)

@@ -12,7 +12,7 @@ from fewshot_tutorial import EpisodeSampler
 from fewshot_tutorial.evaluation import make_predict
 from fewshot_tutorial.inner_loop import adapt, flatten, meta_loss, params_of, sgd, unflatten
 from fewshot_tutorial.methods import MetaLSTM
-from fewshot_tutorial.methods.metalstm import MetaLSTMUpdate, lstm_cell_update
+from fewshot_tutorial.methods.metalstm import MetaLSTMUpdate, lstm_cell, lstm_cell_update
 from fewshot_tutorial.training import fit
 from tests.conftest import needs_data
 from tests.methods.test_maml import random_tasks, tiny_problem
@@ -107,6 +107,30 @@ def test_predict_builds_no_graph_and_changes_nothing():
     assert logits.shape == (6, 3) and not logits.requires_grad and torch.isfinite(logits).all()
     assert all(torch.equal(v, before[k]) for k, v in method.state_dict().items())
     assert all(p.grad is None for p in method.parameters())
+
+
+def test_the_written_out_lstm_cell_is_torchs():
+    torch.manual_seed(0)
+    cell = nn.LSTMCell(4, 20)
+    x, h, c = torch.randn(7, 4), torch.randn(7, 20), torch.randn(7, 20)
+    for ours, ref in zip(lstm_cell(cell, x, h, c), cell(x, (h, c))):
+        torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("name", ["metasgd", "metalstm"])
+def test_vmap_over_tasks_equals_the_loop(name):
+    from fewshot_tutorial.methods import METHODS
+
+    out = []
+    for vectorize in ("loop", "vmap"):
+        torch.manual_seed(0)
+        method = METHODS[name](train_way=3, hidden=8, inner_steps=2, vectorize=vectorize).to(F64)
+        tasks = [t.__class__(t.support_x.to(F64), t.support_y, t.query_x.to(F64), t.query_y, t.n_way)
+                 for t in random_tasks()]
+        loss, _ = method.loss(tasks)
+        out.append((loss, torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(method.parameters()))])))
+    torch.testing.assert_close(out[0][0], out[1][0])
+    torch.testing.assert_close(out[0][1], out[1][1])
 
 
 def test_bad_config_is_refused():
