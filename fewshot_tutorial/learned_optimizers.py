@@ -44,14 +44,20 @@ def preprocess_gradient(x: torch.Tensor, p: float = 10.0) -> torch.Tensor:
         ``[..., 2]``: a magnitude in about ``[-1, 1]`` and a sign (or a scaled value).
     """
     big = x.abs() >= math.exp(-p)
-    magnitude = torch.where(big, torch.log(x.abs().clamp_min(math.exp(-p))) / p, -torch.ones_like(x))
+    magnitude = torch.where(
+        big, torch.log(x.abs().clamp_min(math.exp(-p))) / p, -torch.ones_like(x)
+    )
     sign = torch.where(big, torch.sign(x), math.exp(p) * x)
     return torch.stack([magnitude, sign], dim=-1)
 
 
-def quadratic_problems(n_problems: int, dim: int = 10, generator: torch.Generator | None = None,
-                       device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def quadratic_problems(
+    n_problems: int,
+    dim: int = 10,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random quadratics ``f(theta) = ||W theta - y||^2`` and a starting point for each.
 
     ``W`` and ``y`` are standard normal; the start ``theta_0`` is normal with standard
@@ -61,15 +67,23 @@ def quadratic_problems(n_problems: int, dim: int = 10, generator: torch.Generato
         ``(W [n_problems, dim, dim], y [n_problems, dim], theta_0 [n_problems, dim])``.
     """
     if n_problems < 1 or dim < 1:
-        raise ValueError(f"need n_problems >= 1 and dim >= 1, got {n_problems} and {dim}")
+        raise ValueError(
+            f"need n_problems >= 1 and dim >= 1, got {n_problems} and {dim}"
+        )
     w = torch.randn(n_problems, dim, dim, generator=generator, dtype=dtype)
     y = torch.randn(n_problems, dim, generator=generator, dtype=dtype)
     theta = 0.01 * torch.randn(n_problems, dim, generator=generator, dtype=dtype)
     return w.to(device), y.to(device), theta.to(device)
 
 
-def quadratic_loss(theta: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``f(theta) = ||W theta - y||^2`` of each problem: ``theta [n, d]``, ``W [n, d, d]``, ``y [n, d]`` -> ``[n]``."""
+def quadratic_loss(
+    theta: torch.Tensor, w: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """``f(theta) = ||W theta - y||^2`` of each problem, ``[n]``.
+
+    Args:
+        theta: ``[n, d]``; w: ``[n, d, d]``; y: ``[n, d]``.
+    """
     return (torch.einsum("nij,nj->ni", w, theta) - y).pow(2).sum(-1)
 
 
@@ -81,18 +95,31 @@ class LSTMOptimizer(nn.Module):
     ``output_scale`` (0.1 in the paper's code). The ``N`` coordinates are the batch.
     """
 
-    def __init__(self, hidden: int = 20, layers: int = 2, output_scale: float = 0.1, p: float = 10.0) -> None:
+    def __init__(
+        self,
+        hidden: int = 20,
+        layers: int = 2,
+        output_scale: float = 0.1,
+        p: float = 10.0,
+    ) -> None:
         super().__init__()
-        self.cells = nn.ModuleList([nn.LSTMCell(2 if i == 0 else hidden, hidden) for i in range(layers)])
+        self.cells = nn.ModuleList(
+            [nn.LSTMCell(2 if i == 0 else hidden, hidden) for i in range(layers)]
+        )
         self.out = nn.Linear(hidden, 1)
         self.output_scale, self.p = output_scale, p
 
     def init_state(self, n: int, like: torch.Tensor) -> LSTMState:
-        """Zero ``(h, c)`` ``[n, hidden]`` for every layer, on ``like``'s device and dtype."""
-        return [(like.new_zeros(n, c.hidden_size), like.new_zeros(n, c.hidden_size)) for c in self.cells]
+        """Zero ``(h, c)`` ``[n, hidden]`` a layer, on ``like``'s device and dtype."""
+        return [
+            (like.new_zeros(n, c.hidden_size), like.new_zeros(n, c.hidden_size))
+            for c in self.cells
+        ]
 
-    def forward(self, grad: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
-        """The update ``g_t [N]`` of {eq}`eq-l2l-update` for gradients ``grad [N]``, and the new state."""
+    def forward(
+        self, grad: torch.Tensor, state: LSTMState
+    ) -> tuple[torch.Tensor, LSTMState]:
+        """The update ``g_t [N]`` ({eq}`eq-l2l-update`) for ``grad [N]``; new state."""
         h = preprocess_gradient(grad, self.p)
         new_state = []
         for cell, hc in zip(self.cells, state):
@@ -103,19 +130,29 @@ class LSTMOptimizer(nn.Module):
 
 
 def detach_state(state: LSTMState) -> LSTMState:
-    """The LSTM state cut from the graph: where truncated back-propagation through time stops."""
+    """The LSTM state cut from the graph: where truncated back-propagation stops."""
     return [(h.detach(), c.detach()) for h, c in state]
 
 
-def unroll(net: LSTMOptimizer, w: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, state: LSTMState,
-           n_steps: int) -> tuple[torch.Tensor, torch.Tensor, LSTMState]:
-    """``n_steps`` of ``theta_{t+1} = theta_t + g_t``, {eq}`eq-l2l-update`, from ``theta [n, d]``.
+def unroll(
+    net: LSTMOptimizer,
+    w: torch.Tensor,
+    y: torch.Tensor,
+    theta: torch.Tensor,
+    state: LSTMState,
+    n_steps: int,
+) -> tuple[torch.Tensor, torch.Tensor, LSTMState]:
+    """``n_steps`` steps ``theta_{t+1} = theta_t + g_t``, {eq}`eq-l2l-update`.
 
     The gradient fed to the LSTM is a constant (no second derivatives, as in the paper);
     ``theta`` stays connected to the LSTM's weights through the updates.
 
+    Args:
+        w, y: the problems, ``[n, d, d]`` and ``[n, d]``; theta: the start ``[n, d]``.
+        state: the LSTM's, from :meth:`LSTMOptimizer.init_state` (``n * d`` coordinates).
+
     Returns:
-        ``(sum over the steps of the mean loss f(theta_{t+1}) [], theta [n, d], state)``.
+        ``(sum over the steps of the mean f(theta_{t+1}) [], theta [n, d], state)``.
     """
     total = theta.new_zeros(())
     for _ in range(n_steps):
@@ -128,8 +165,16 @@ def unroll(net: LSTMOptimizer, w: torch.Tensor, y: torch.Tensor, theta: torch.Te
     return total, theta, state
 
 
-def train_l2l(net: LSTMOptimizer, n_steps: int = 100, unroll_steps: int = 20, n_epochs: int = 100,
-              n_problems: int = 128, lr: float = 1e-2, dim: int = 10, seed: int = 0) -> list[float]:
+def train_l2l(
+    net: LSTMOptimizer,
+    n_steps: int = 100,
+    unroll_steps: int = 20,
+    n_epochs: int = 100,
+    n_problems: int = 128,
+    lr: float = 1e-2,
+    dim: int = 10,
+    seed: int = 0,
+) -> list[float]:
     """Meta-train ``net`` on fresh random quadratics with truncated BPTT and Adam.
 
     Every epoch draws ``n_problems`` quadratics and optimises them for ``n_steps``
@@ -141,7 +186,9 @@ def train_l2l(net: LSTMOptimizer, n_steps: int = 100, unroll_steps: int = 20, n_
         the meta-loss of every epoch (summed over its truncations, then over the steps).
     """
     if n_steps % unroll_steps:
-        raise ValueError(f"n_steps={n_steps} is not a multiple of unroll_steps={unroll_steps}")
+        raise ValueError(
+            f"n_steps={n_steps} is not a multiple of unroll_steps={unroll_steps}"
+        )
     g = torch.Generator().manual_seed(seed)
     device = next(net.parameters()).device
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -163,11 +210,17 @@ def train_l2l(net: LSTMOptimizer, n_steps: int = 100, unroll_steps: int = 20, n_
 Optimizer = Union[LSTMOptimizer, OptimizerFactory]
 
 
-def loss_curve(optimizer: Optimizer, w: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
-               n_steps: int = 100) -> torch.Tensor:
-    """Run ``optimizer`` for ``n_steps`` steps on the problems; mean loss ``[n_steps + 1]`` (start included).
+def loss_curve(
+    optimizer: Optimizer,
+    w: torch.Tensor,
+    y: torch.Tensor,
+    theta: torch.Tensor,
+    n_steps: int = 100,
+) -> torch.Tensor:
+    """Run ``optimizer`` ``n_steps`` steps: mean loss ``[n_steps + 1]``, start included.
 
-    ``optimizer``: a trained :class:`LSTMOptimizer`, or a factory ``params -> torch.optim``
+    ``optimizer``: a trained :class:`LSTMOptimizer`, or a factory
+    ``params -> optimiser``
     optimiser. A ``torch.optim`` optimiser minimises the *sum* of the problems' losses,
     whose gradient for each problem's ``theta`` is that problem's own gradient.
     """
@@ -191,27 +244,40 @@ def loss_curve(optimizer: Optimizer, w: torch.Tensor, y: torch.Tensor, theta: to
 
 #: the baselines of the paper's figure 4, as ``lr -> factory``
 BASELINES: dict[str, Callable[[float], OptimizerFactory]] = {
-    "sgd": lambda lr: (lambda p: torch.optim.SGD(p, lr=lr)),
-    "momentum": lambda lr: (lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9)),
-    "adam": lambda lr: (lambda p: torch.optim.Adam(p, lr=lr)),
+    "sgd": lambda lr: lambda p: torch.optim.SGD(p, lr=lr),
+    "momentum": lambda lr: lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    "adam": lambda lr: lambda p: torch.optim.Adam(p, lr=lr),
 }
 DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
-def tuned_baseline(name: str, w: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, n_steps: int = 100,
-                   lrs: Sequence[float] = DEFAULT_LRS) -> tuple[float, torch.Tensor]:
-    """The rate of ``lrs`` with the lowest final loss for baseline ``name``, and its curve ``[n_steps + 1]``.
+def tuned_baseline(
+    name: str,
+    w: torch.Tensor,
+    y: torch.Tensor,
+    theta: torch.Tensor,
+    n_steps: int = 100,
+    lrs: Sequence[float] = DEFAULT_LRS,
+) -> tuple[float, torch.Tensor]:
+    """The rate of ``lrs`` giving ``name`` the lowest final loss; its curve.
+
+    Returns:
+        ``(lr, mean loss [n_steps + 1])``.
 
     Tune on problems other than the ones you report on (the rate is a hyper-parameter).
     A rate that diverges (a NaN or infinite loss) is skipped.
     """
     if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
+        raise ValueError(
+            f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}"
+        )
     best: tuple[float, torch.Tensor] | None = None
     for lr in lrs:
         curve = loss_curve(BASELINES[name](lr), w, y, theta, n_steps)
         if torch.isfinite(curve).all() and (best is None or curve[-1] < best[1][-1]):
             best = (lr, curve)
     if best is None:
-        raise ValueError(f"{name} diverged at every rate of {list(lrs)}; try smaller rates")
+        raise ValueError(
+            f"{name} diverged at every rate of {list(lrs)}; try smaller rates"
+        )
     return best

@@ -1,4 +1,4 @@
-"""Meta-LSTM (Ravi & Larochelle 2017): an LSTM whose cell state is the learner's weights.
+"""Meta-LSTM (Ravi & Larochelle 2017): the learner's weights are an LSTM's cell state.
 
 Gradient descent ``theta_t = theta_{t-1} - alpha g_t`` is an LSTM cell update with the
 forget gate at 1 and the input gate at ``alpha`` and ``-g_t`` as the candidate:
@@ -33,18 +33,26 @@ from ..learned_optimizers import preprocess_gradient
 from .maml import MAML, MAMLConfig
 
 
-def lstm_cell_update(c: torch.Tensor, grad: torch.Tensor, f: torch.Tensor | float,
-                     i: torch.Tensor | float) -> torch.Tensor:
-    """``c_t = f ⊙ c_{t-1} + i ⊙ (-grad)``: with ``f = 1`` and ``i = alpha`` this is one SGD step.
+def lstm_cell_update(
+    c: torch.Tensor,
+    grad: torch.Tensor,
+    f: torch.Tensor | float,
+    i: torch.Tensor | float,
+) -> torch.Tensor:
+    """``c_t = f ⊙ c_{t-1} + i ⊙ (-grad)``: one SGD step if ``f = 1`` and ``i = alpha``.
 
-    Implements {eq}`eq-metalstm-cell`. All of ``c``, ``grad``, ``f``, ``i``: ``[P]`` (or broadcastable).
+    Implements {eq}`eq-metalstm-cell`. ``c``, ``grad``, ``f``, ``i``: ``[P]`` (or
+    broadcastable).
     """
     return f * c + i * (-grad)
 
 
-def lstm_cell(cell: nn.LSTMCell, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cell(x, (h, c))`` written out, so that it also runs under :func:`torch.func.vmap`
-    (``aten::lstm_cell`` has no batching rule). ``x: [P, in]``, ``h, c: [P, hidden]``."""
+def lstm_cell(
+    cell: nn.LSTMCell, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cell(x, (h, c))`` written out, so that it also runs under ``vmap``
+    (``aten::lstm_cell`` has no batching rule). ``x: [P, in]``, ``h, c: [P, hidden]``.
+    """
     gates = x @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -52,11 +60,11 @@ def lstm_cell(cell: nn.LSTMCell, x: torch.Tensor, h: torch.Tensor, c: torch.Tens
 
 
 class MetaLSTMUpdate(nn.Module):
-    """The meta-learner: a :class:`~fewshot_tutorial.inner_loop.StatefulUpdateRule` for ``adapt``.
+    """The meta-learner, a :class:`~fewshot_tutorial.inner_loop.StatefulUpdateRule`.
 
     State per coordinate of the flattened learner ``[P]``: the first layer's ``(h, c)``
-    ``[P, hidden]`` and the previous gates ``i_{t-1}``, ``f_{t-1}`` ``[P]`` (zeros at the
-    start, as in the authors' code).
+    ``[P, hidden]`` and the previous gates ``i_{t-1}``, ``f_{t-1}`` ``[P]`` (zeros at
+    the start, as in the authors' code).
 
     Args:
         hidden: units of the first LSTM layer (20 in the paper).
@@ -66,37 +74,75 @@ class MetaLSTMUpdate(nn.Module):
         p: the preprocessing exponent of {eq}`eq-grad-preprocess`.
     """
 
-    def __init__(self, hidden: int = 20, inner_lr: float = 0.1, forget_bias: float = 5.0, p: float = 10.0) -> None:
+    def __init__(
+        self,
+        hidden: int = 20,
+        inner_lr: float = 0.1,
+        forget_bias: float = 5.0,
+        p: float = 10.0,
+    ) -> None:
         super().__init__()
         self.p = p
         self.lstm = nn.LSTMCell(4, hidden)
-        self.input_gate = nn.Linear(hidden + 2, 1)   # W_I, b_I over [h_t, c_{t-1}, i_{t-1}]
-        self.forget_gate = nn.Linear(hidden + 2, 1)  # W_F, b_F over [h_t, c_{t-1}, f_{t-1}]
+        self.input_gate = nn.Linear(
+            hidden + 2, 1
+        )  # W_I, b_I over [h_t, c_{t-1}, i_{t-1}]
+        self.forget_gate = nn.Linear(
+            hidden + 2, 1
+        )  # W_F, b_F over [h_t, c_{t-1}, f_{t-1}]
         with torch.no_grad():
-            for gate, bias in ((self.input_gate, math.log(inner_lr / (1 - inner_lr))), (self.forget_gate, forget_bias)):
+            for gate, bias in (
+                (self.input_gate, math.log(inner_lr / (1 - inner_lr))),
+                (self.forget_gate, forget_bias),
+            ):
                 gate.weight.uniform_(-0.01, 0.01)
                 gate.bias.fill_(bias)
 
-    def init_state(self, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def init_state(
+        self, params: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, ...]:
         """``(h [P, hidden], c [P, hidden], i [P], f [P])``, all zeros."""
         c = flatten({k: p.detach() for k, p in params.items()})
         n, k = c.numel(), self.lstm.hidden_size
         return c.new_zeros(n, k), c.new_zeros(n, k), c.new_zeros(n), c.new_zeros(n)
 
-    def gates(self, grad: torch.Tensor, loss: torch.Tensor, c: torch.Tensor,
-              state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
-        """``(i_t [P], f_t [P], new state)`` from ``grad [P]``, ``loss []``, ``c = c_{t-1} [P]``; {eq}`eq-metalstm-gates`."""
+    def gates(
+        self,
+        grad: torch.Tensor,
+        loss: torch.Tensor,
+        c: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The gates {eq}`eq-metalstm-gates`: ``(i_t [P], f_t [P], new state)``.
+
+        From ``grad [P]``, ``loss []`` and ``c = c_{t-1} [P]``.
+        """
         h, hc, i_prev, f_prev = state
-        x = torch.cat([preprocess_gradient(grad, self.p),
-                       preprocess_gradient(loss, self.p).expand(len(grad), 2)], dim=-1)  # [P, 4]
+        x = torch.cat(
+            [
+                preprocess_gradient(grad, self.p),
+                preprocess_gradient(loss, self.p).expand(len(grad), 2),
+            ],
+            dim=-1,
+        )  # [P, 4]
         h, hc = lstm_cell(self.lstm, x, h, hc)
-        i = torch.sigmoid(self.input_gate(torch.cat([h, c[:, None], i_prev[:, None]], -1))).squeeze(-1)
-        f = torch.sigmoid(self.forget_gate(torch.cat([h, c[:, None], f_prev[:, None]], -1))).squeeze(-1)
+        i = torch.sigmoid(
+            self.input_gate(torch.cat([h, c[:, None], i_prev[:, None]], -1))
+        ).squeeze(-1)
+        f = torch.sigmoid(
+            self.forget_gate(torch.cat([h, c[:, None], f_prev[:, None]], -1))
+        ).squeeze(-1)
         return i, f, (h, hc, i, f)
 
-    def step(self, params: Params, grads: Params, loss: torch.Tensor, step: int,
-             state: tuple[torch.Tensor, ...]) -> tuple[Params, tuple[torch.Tensor, ...]]:
-        """One inner step: the gates, then {eq}`eq-metalstm-cell` on the flattened learner."""
+    def step(
+        self,
+        params: Params,
+        grads: Params,
+        loss: torch.Tensor,
+        step: int,
+        state: tuple[torch.Tensor, ...],
+    ) -> tuple[Params, tuple[torch.Tensor, ...]]:
+        """One inner step: the gates, then {eq}`eq-metalstm-cell` on the learner."""
         c, g = flatten(params), flatten(grads)
         i, f, state = self.gates(g, loss, c, state)
         return unflatten(lstm_cell_update(c, g, f, i), params), state
@@ -108,11 +154,19 @@ class Frozen:
     def __init__(self, rule: MetaLSTMUpdate) -> None:
         self.rule = rule
 
-    def init_state(self, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def init_state(
+        self, params: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, ...]:
         return self.rule.init_state(params)
 
-    def step(self, params: Params, grads: Params, loss: torch.Tensor, step: int,
-             state: tuple[torch.Tensor, ...]) -> tuple[Params, tuple[torch.Tensor, ...]]:
+    def step(
+        self,
+        params: Params,
+        grads: Params,
+        loss: torch.Tensor,
+        step: int,
+        state: tuple[torch.Tensor, ...],
+    ) -> tuple[Params, tuple[torch.Tensor, ...]]:
         with torch.no_grad():
             return self.rule.step(params, grads, loss, step, state)
 
@@ -134,22 +188,27 @@ class MetaLSTMConfig(MAMLConfig):
     lstm_hidden: int = 20
     forget_bias: float = 5.0
 
-    help: ClassVar[dict[str, str]] = {**MAMLConfig.help,
-                                      "inner_lr": "initial input gate i (sigmoid of b_I): the starting rate",
-                                      "first_order": "treat the learner's gradient and loss as constants (paper)",
-                                      "lstm_hidden": "units of the meta-learner's first LSTM layer",
-                                      "forget_bias": "initial b_F (large: forget gate near 1)"}
+    help: ClassVar[dict[str, str]] = {
+        **MAMLConfig.help,
+        "inner_lr": "initial input gate i (sigmoid of b_I): the starting rate",
+        "first_order": "treat the learner's gradient and loss as constants (paper)",
+        "lstm_hidden": "units of the meta-learner's first LSTM layer",
+        "forget_bias": "initial b_F (large: forget gate near 1)",
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 < self.inner_lr < 1:
-            raise ValueError(f"inner_lr={self.inner_lr} is the initial input gate, a sigmoid: give 0 < inner_lr < 1")
+            raise ValueError(
+                f"inner_lr={self.inner_lr} is the initial input gate, a sigmoid: "
+                "give 0 < inner_lr < 1"
+            )
         if self.lstm_hidden < 1:
             raise ValueError(f"lstm_hidden must be >= 1, got {self.lstm_hidden}")
 
 
 class MetaLSTM(MAML):
-    """Conv4 learner whose weights are the cell state of a learned LSTM update, meta-trained end to end."""
+    """Conv4 learner whose weights are the cell state of a learned LSTM update."""
 
     name = "metalstm"
     Config = MetaLSTMConfig
@@ -160,7 +219,7 @@ class MetaLSTM(MAML):
         self.update_rule = MetaLSTMUpdate(c.lstm_hidden, c.inner_lr, c.forget_bias)
 
     def inner_rule(self, test: bool = False) -> dict[str, Any]:
-        """The LSTM update for ``inner_steps`` steps (``test_steps`` at test time, with no graph to it)."""
+        """The LSTM rule for ``inner_steps`` (``test_steps`` at test time, no graph)."""
         c = self.config
         if test:
             return {"update": Frozen(self.update_rule), "n_steps": c.test_steps}

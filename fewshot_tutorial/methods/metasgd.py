@@ -33,34 +33,46 @@ def meta_sgd(alphas: Mapping[str, torch.Tensor]) -> UpdateRule:
         alphas: ``{name: alpha}``, each ``alpha`` shaped like the parameter ``name``.
 
     Returns:
-        an update rule ``(params, grads, step) -> params`` for :func:`~fewshot_tutorial.inner_loop.adapt`.
+        an update rule ``(params, grads, step) -> params`` for
+        :func:`~fewshot_tutorial.inner_loop.adapt`.
     """
-    return lambda params, grads, step: {k: p - alphas[k] * grads[k] for k, p in params.items()}
+    return lambda params, grads, step: {
+        k: p - alphas[k] * grads[k] for k, p in params.items()
+    }
 
 
-def alpha_meta_gradient(support_grads: Mapping[str, torch.Tensor],
-                        query_grads: Mapping[str, torch.Tensor]) -> Params:
-    """``d L_Q(theta') / d alpha = -grad L_S(theta) ⊙ grad L_Q(theta')`` after one inner step.
+def alpha_meta_gradient(
+    support_grads: Mapping[str, torch.Tensor], query_grads: Mapping[str, torch.Tensor]
+) -> Params:
+    """``d L_Q(theta') / d alpha = -grad L_S(theta) ⊙ grad L_Q(theta')`` (one step).
 
     Implements {eq}`eq-metasgd-grad-alpha`: ``theta'`` depends on ``alpha`` only through
     ``-alpha ⊙ g_S``, so the chain rule is element-wise.
 
     Args:
         support_grads: ``grad L_S(theta)``, ``{name: [*shape]}``.
-        query_grads: ``grad L_Q(theta')`` at the adapted parameters, same keys and shapes.
+        query_grads: ``grad L_Q(theta')`` at the adapted parameters, same keys, shapes.
     """
     return {k: -g * query_grads[k] for k, g in support_grads.items()}
 
 
-def one_step_alpha_gradient(model: nn.Module, params: Mapping[str, torch.Tensor],
-                            alphas: Mapping[str, torch.Tensor], support: tuple[torch.Tensor, torch.Tensor],
-                            query: tuple[torch.Tensor, torch.Tensor], loss_fn: LossFn = cross_entropy) -> Params:
-    """{eq}`eq-metasgd-grad-alpha` computed from the model: the two gradients, then their product.
+def one_step_alpha_gradient(
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    alphas: Mapping[str, torch.Tensor],
+    support: tuple[torch.Tensor, torch.Tensor],
+    query: tuple[torch.Tensor, torch.Tensor],
+    loss_fn: LossFn = cross_entropy,
+) -> Params:
+    """{eq}`eq-metasgd-grad-alpha` from the model: two gradients, then their product.
 
     Args:
         support, query: ``(x [S, ...], y [S])`` and ``(x [Q, ...], y [Q])``.
     """
-    def loss_at(p: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+
+    def loss_at(
+        p: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         return loss_fn(functional_call(model, dict(p), (x,)), y)
 
     g_s = grad(loss_at)(dict(params), *support)
@@ -69,7 +81,7 @@ def one_step_alpha_gradient(model: nn.Module, params: Mapping[str, torch.Tensor]
 
 
 def alpha_key(name: str) -> str:
-    """A parameter name as a key of an ``nn.ParameterDict`` (which refuses dots): ``.`` -> ``__``."""
+    """A parameter name as an ``nn.ParameterDict`` key (no dots): ``.`` -> ``__``."""
     return name.replace(".", "__")
 
 
@@ -85,26 +97,38 @@ class MetaSGDConfig(MAMLConfig):
     inner_lr: float = 0.4
     test_steps: int = 1
 
-    help: ClassVar[dict[str, str]] = {**MAMLConfig.help, "inner_lr": "initial value of every learned rate alpha"}
+    help: ClassVar[dict[str, str]] = {
+        **MAMLConfig.help,
+        "inner_lr": "initial value of every learned rate alpha",
+    }
 
 
 class MetaSGD(MAML):
-    """Conv4 + a linear head and one learned inner rate per weight, meta-trained like MAML."""
+    """Conv4 + a linear head, one learned inner rate a weight, meta-trained as MAML."""
 
     name = "metasgd"
     Config = MetaSGDConfig
 
     def __init__(self, config: MetaSGDConfig | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        self.alpha = nn.ParameterDict({alpha_key(k): nn.Parameter(torch.full_like(p, self.config.inner_lr))
-                                       for k, p in self.net.named_parameters()})
+        self.alpha = nn.ParameterDict(
+            {
+                alpha_key(k): nn.Parameter(torch.full_like(p, self.config.inner_lr))
+                for k, p in self.net.named_parameters()
+            }
+        )
 
     def alphas(self) -> dict[str, torch.Tensor]:
         """``{parameter name: alpha}``, keyed like ``self.net``'s parameters."""
         return {k: self.alpha[alpha_key(k)] for k, _ in self.net.named_parameters()}
 
     def inner_rule(self, test: bool = False) -> dict[str, Any]:
-        """:func:`meta_sgd` with the learned rates (detached at test time: nothing to learn there)."""
+        """:func:`meta_sgd` with the learned rates (detached at test time)."""
         c = self.config
-        alphas = {k: a.detach() for k, a in self.alphas().items()} if test else self.alphas()
-        return {"update": meta_sgd(alphas), "n_steps": c.test_steps if test else c.inner_steps}
+        alphas = (
+            {k: a.detach() for k, a in self.alphas().items()} if test else self.alphas()
+        )
+        return {
+            "update": meta_sgd(alphas),
+            "n_steps": c.test_steps if test else c.inner_steps,
+        }
