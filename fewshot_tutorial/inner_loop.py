@@ -48,7 +48,8 @@ class StatefulUpdateRule(Protocol):
 
     def init_state(self, params: Mapping[str, torch.Tensor]) -> Any: ...
 
-    def step(self, params: Params, grads: Params, loss: torch.Tensor, step: int, state: Any) -> tuple[Params, Any]: ...
+    def step(self, params: Params, grads: Params, loss: torch.Tensor, step: int,
+             state: Any) -> tuple[Params, Any]: ...
 
 
 def params_of(model: nn.Module) -> Params:
