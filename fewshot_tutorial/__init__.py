@@ -21,7 +21,8 @@ from .data import (
 from .device import Profile, get_device, get_profile, seed_everything
 from .evaluation import EvalResult, classify, confidence_interval, evaluate, paired_difference
 from .inner_loop import adapt, meta_loss
-from .methods import FOMAML, MAML, METHODS, MatchingNetwork, Method, ProtoNet, Reptile, Siamese
+from .methods import (FOMAML, MAML, METHODS, MatchingNetwork, MetaLSTM, MetaSGD, Method, ProtoNet, Reptile,
+                      Siamese)
 from .training import History, fit, train
 
 __version__ = "0.1.0"
@@ -31,6 +32,8 @@ __all__ = [
     "MAML",
     "METHODS",
     "MatchingNetwork",
+    "MetaLSTM",
+    "MetaSGD",
     "Method",
     "ProtoNet",
     "Reptile",
