@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.func import functional_call, grad, grad_and_value, vmap
 
 from .backbones import composite_batch_norm
@@ -113,9 +113,19 @@ def mini_batches(n: int, batch_size: int | None, n_steps: int) -> list[slice | l
     return [[(j * batch_size + i) % n for i in range(batch_size)] for j in range(n_steps)]
 
 
-def adapt(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
-          n_steps: int, inner_lr: float | Sequence[float] | None = None, update: UpdateRule | None = None,
-          first_order: bool = False, loss_fn: LossFn = cross_entropy, inner_batch: int | None = None) -> Params:
+def adapt(
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    n_steps: int,
+    inner_lr: float | Sequence[float] | None = None,
+    update: UpdateRule | StatefulUpdateRule | None = None,
+    first_order: bool = False,
+    loss_fn: LossFn = cross_entropy,
+    inner_batch: int | None = None,
+) -> Params:
     """Fine-tune ``params`` on one task's support set with ``n_steps`` steps of ``update``.
 
     Implements {eq}`eq-maml-inner-step` repeated ``n_steps`` times. With
@@ -183,9 +193,16 @@ def stack_episodes(tasks: Sequence[Episode]) -> tuple[torch.Tensor, ...]:
                  for a in ("support_x", "support_y", "query_x", "query_y"))
 
 
-def meta_loss(model: nn.Module, params: Mapping[str, torch.Tensor], tasks: Sequence[Episode], *,
-              first_order: bool = False, loss_fn: LossFn = cross_entropy, vectorize: str = "auto",
-              **rule: object) -> tuple[torch.Tensor, torch.Tensor]:
+def meta_loss(
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    tasks: Sequence[Episode],
+    *,
+    first_order: bool = False,
+    loss_fn: LossFn = cross_entropy,
+    vectorize: str = "auto",
+    **rule: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean query loss after adaptation over a meta-batch of tasks ({eq}`eq-maml-objective`).
 
     ``vectorize="loop"`` adapts one task after the other; ``"vmap"`` all at once with
@@ -205,25 +222,27 @@ def meta_loss(model: nn.Module, params: Mapping[str, torch.Tensor], tasks: Seque
         return torch.stack([l for l, _ in out]).mean(), torch.stack([p for _, p in out])
     arch = composite_batch_norm(model)  # the fused batch norm is wrong under vmap
 
-    def one_task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor):
+    def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
         return query_loss(arch, params, Episode(sx, sy, qx, qy, n_way=1), **kw)
 
     losses, preds = vmap(one_task)(*stack_episodes(tasks))
     return losses.mean(), preds
 
 
-def reptile_surrogate(params: Mapping[str, torch.Tensor], adapted: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
-    """``0.5 * ||theta - mean_i phi_i||^2`` with ``phi`` held constant.
+def reptile_surrogate(
+    params: Mapping[str, torch.Tensor], adapted: Sequence[Mapping[str, torch.Tensor]]
+) -> torch.Tensor:
+    """``0.5 * ||theta - mean_i theta'_i||^2`` with the adapted ``theta'_i`` held constant.
 
-    Implements {eq}`eq-reptile-surrogate`: its gradient is ``theta - mean_i phi_i``, so one
-    plain SGD step of size ``epsilon`` is Reptile's update {eq}`eq-reptile-update`.
+    Implements {eq}`eq-reptile-surrogate`: its gradient is ``theta - mean_i theta'_i``, so one
+    plain SGD step of size ``beta`` (the outer rate ``lr``) is Reptile's update {eq}`eq-reptile-update`.
     """
     if not adapted:
         raise ValueError("Reptile needs at least one adapted parameter dict")
     total = 0.0
     for k, theta in params.items():
-        phi = torch.stack([a[k].detach() for a in adapted]).mean(0)
-        total = total + 0.5 * (theta - phi).pow(2).sum()
+        mean_adapted = torch.stack([a[k].detach() for a in adapted]).mean(0)
+        total = total + 0.5 * (theta - mean_adapted).pow(2).sum()
     return total
 
 

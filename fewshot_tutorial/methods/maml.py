@@ -174,7 +174,7 @@ class FOMAML(MAML):
 
 @dataclasses.dataclass
 class ReptileConfig(MAMLConfig):
-    """Reptile: ``lr`` is the outer step ``epsilon`` (Nichol et al.: 1, decayed linearly to 0)."""
+    """Reptile: ``lr`` is the outer step ``beta`` (Nichol et al.: 1, decayed linearly to 0)."""
 
     inner_lr: float | list[float] = 0.1
     inner_steps: int = 5
