@@ -23,6 +23,7 @@ from typing import Union
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 LSTMState = list[tuple[torch.Tensor, torch.Tensor]]
 #: ``params -> torch.optim.Optimizer``, e.g. ``lambda p: torch.optim.Adam(p, lr=0.1)``
@@ -85,6 +86,40 @@ def quadratic_loss(
         theta: ``[n, d]``; w: ``[n, d, d]``; y: ``[n, d]``.
     """
     return (torch.einsum("nij,nj->ni", w, theta) - y).pow(2).sum(-1)
+
+
+def mlp_problems(
+    n_problems: int,
+    n_inputs: int = 10,
+    hidden: int = 20,
+    n_points: int = 64,
+    generator: torch.Generator | None = None,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """Small classifiers to train: a problem the LSTM optimiser never saw.
+
+    Each problem is a one-hidden-layer MLP (``hidden`` sigmoid units, as in Andrychowicz
+    et al.'s MNIST network) fitting ``n_points`` standard normal inputs labelled by a
+    random linear teacher, with the logistic loss. The MLP's weights of each problem are
+    one row of ``theta``.
+
+    Returns:
+        ``(loss_fn, theta_0)``: ``loss_fn(theta [n, d]) -> [n]`` and the start
+        ``[n, d]`` (normal, standard deviation 0.1), ``d = hidden * (n_inputs + 2) + 1``.
+    """
+    x = torch.randn(n_problems, n_points, n_inputs, generator=generator)
+    teacher = torch.randn(n_problems, n_inputs, generator=generator)
+    y = (torch.einsum("npi,ni->np", x, teacher) > 0).float()
+    sizes = (hidden * n_inputs, hidden, hidden, 1)
+    theta = 0.1 * torch.randn(n_problems, sum(sizes), generator=generator)
+
+    def loss_fn(theta: torch.Tensor) -> torch.Tensor:
+        w1, b1, w2, b2 = theta.split(sizes, dim=-1)
+        h = torch.sigmoid(torch.einsum("nji,npi->npj", w1.view(-1, hidden, n_inputs), x)
+                          + b1[:, None])
+        logits = torch.einsum("npj,nj->np", h, w2) + b2
+        return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
+
+    return loss_fn, theta
 
 
 class LSTMOptimizer(nn.Module):
@@ -217,28 +252,44 @@ def loss_curve(
     theta: torch.Tensor,
     n_steps: int = 100,
 ) -> torch.Tensor:
-    """Run ``optimizer`` ``n_steps`` steps: mean loss ``[n_steps + 1]``, start included.
+    """:func:`optimise` on the quadratics ``(W, y)``: mean loss ``[n_steps + 1]``."""
+    return optimise(optimizer, lambda t: quadratic_loss(t, w, y), theta, n_steps)
 
-    ``optimizer``: a trained :class:`LSTMOptimizer`, or a factory
-    ``params -> optimiser``
-    optimiser. A ``torch.optim`` optimiser minimises the *sum* of the problems' losses,
-    whose gradient for each problem's ``theta`` is that problem's own gradient.
+
+def optimise(
+    optimizer: Optimizer,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    theta: torch.Tensor,
+    n_steps: int = 100,
+) -> torch.Tensor:
+    """Run ``optimizer`` ``n_steps`` steps on any problems: mean loss ``[n_steps + 1]``.
+
+    Args:
+        optimizer: a trained :class:`LSTMOptimizer`, or a factory ``params -> optimiser``
+            (a ``torch.optim`` optimiser minimises the *sum* of the problems' losses,
+            whose gradient for each problem's ``theta`` is that problem's own gradient).
+        loss_fn: ``theta [n, d] -> [n]``, the loss of each of ``n`` problems.
+        theta: the starting points ``[n, d]``.
     """
-    losses = [quadratic_loss(theta, w, y).mean().item()]
+    losses = [loss_fn(theta).mean().item()]
     if isinstance(optimizer, LSTMOptimizer):
         state = optimizer.init_state(theta.numel(), theta)
-        with torch.no_grad():
-            for _ in range(n_steps):
-                _, theta, state = unroll(optimizer, w, y, theta, state, 1)
-                losses.append(quadratic_loss(theta, w, y).mean().item())
+        for _ in range(n_steps):
+            at = theta.detach().requires_grad_()
+            (g,) = torch.autograd.grad(loss_fn(at).sum(), [at])
+            with torch.no_grad():
+                update, state = optimizer(g.reshape(-1), state)
+            theta = theta + update.reshape(theta.shape)
+            losses.append(loss_fn(theta).mean().item())
         return torch.tensor(losses)
     theta = theta.clone().requires_grad_()
     opt = optimizer([theta])
     for _ in range(n_steps):
         opt.zero_grad()
-        quadratic_loss(theta, w, y).sum().backward()
+        loss_fn(theta).sum().backward()
         opt.step()
-        losses.append(quadratic_loss(theta.detach(), w, y).mean().item())
+        with torch.no_grad():
+            losses.append(loss_fn(theta).mean().item())
     return torch.tensor(losses)
 
 
@@ -259,7 +310,21 @@ def tuned_baseline(
     n_steps: int = 100,
     lrs: Sequence[float] = DEFAULT_LRS,
 ) -> tuple[float, torch.Tensor]:
-    """The rate of ``lrs`` giving ``name`` the lowest final loss; its curve.
+    """:func:`tune` on the quadratics ``(W, y)``."""
+    return tune(name, lambda t: quadratic_loss(t, w, y), theta, n_steps, lrs)
+
+
+def tune(
+    name: str,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    theta: torch.Tensor,
+    n_steps: int = 100,
+    lrs: Sequence[float] = DEFAULT_LRS,
+) -> tuple[float, torch.Tensor]:
+    """The rate of ``lrs`` giving baseline ``name`` the lowest final loss; its curve.
+
+    Args:
+        loss_fn, theta: as in :func:`optimise`.
 
     Returns:
         ``(lr, mean loss [n_steps + 1])``.
@@ -273,7 +338,7 @@ def tuned_baseline(
         )
     best: tuple[float, torch.Tensor] | None = None
     for lr in lrs:
-        curve = loss_curve(BASELINES[name](lr), w, y, theta, n_steps)
+        curve = optimise(BASELINES[name](lr), loss_fn, theta, n_steps)
         if torch.isfinite(curve).all() and (best is None or curve[-1] < best[1][-1]):
             best = (lr, curve)
     if best is None:

@@ -8,7 +8,7 @@ minimises over a meta-batch of tasks:
 * MAML: the query loss after adaptation, differentiated through the inner steps
   (Hessian terms included), {eq}`eq-maml-objective`;
 * first-order MAML: the same without the second-order terms, {eq}`eq-fomaml`;
-* Reptile: a surrogate whose gradient is ``theta - mean_i phi_i``, {eq}`eq-reptile-surrogate`,
+* Reptile: a surrogate whose gradient is ``theta - mean_i theta'_i``, {eq}`eq-reptile-surrogate`,
   minimised by plain SGD so the step is exactly {eq}`eq-reptile-update`.
 """
 
@@ -195,7 +195,7 @@ class Reptile(MAML):
     lr_schedule = "linear"  # to zero at the end of the budget, in steps or seconds
 
     def loss(self, tasks: Sequence[Episode]) -> torch.Tensor:
-        """Reptile's surrogate {eq}`eq-reptile-surrogate`: its gradient is ``theta - mean_i phi_i``."""
+        """Reptile's surrogate {eq}`eq-reptile-surrogate`: its gradient is ``theta - mean_i theta'_i``."""
         c = self.config
         return reptile_loss(self.net, params_of(self.net), tasks, inner_lr=c.inner_lr, n_steps=c.inner_steps,
                             inner_batch=c.inner_batch)
