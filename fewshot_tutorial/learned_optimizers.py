@@ -18,12 +18,15 @@ same problems, each with its learning rate tuned on a small grid.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Union
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from .training import History, provenance
 
 LSTMState = list[tuple[torch.Tensor, torch.Tensor]]
 #: ``params -> torch.optim.Optimizer``, e.g. ``lambda p: torch.optim.Adam(p, lr=0.1)``
@@ -209,7 +212,7 @@ def train_l2l(
     lr: float = 1e-2,
     dim: int = 10,
     seed: int = 0,
-) -> list[float]:
+) -> History:
     """Meta-train ``net`` on fresh random quadratics with truncated BPTT and Adam.
 
     Every epoch draws ``n_problems`` quadratics and optimises them for ``n_steps``
@@ -218,7 +221,8 @@ def train_l2l(
     are detached (truncation).
 
     Returns:
-        the meta-loss of every epoch (summed over its truncations, then over the steps).
+        a :class:`~fewshot_tutorial.training.History` whose ``losses`` are the meta-loss
+        of every epoch (summed over its truncations), with the time it took.
     """
     if n_steps % unroll_steps:
         raise ValueError(
@@ -227,7 +231,7 @@ def train_l2l(
     g = torch.Generator().manual_seed(seed)
     device = next(net.parameters()).device
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    history = []
+    history, start = History(), time.perf_counter()
     for _ in range(n_epochs):
         w, y, theta = quadratic_problems(n_problems, dim, g, device)
         state, epoch_loss = net.init_state(theta.numel(), theta), 0.0
@@ -238,7 +242,9 @@ def train_l2l(
             opt.step()
             theta, state = theta.detach(), detach_state(state)
             epoch_loss += meta_loss.item()
-        history.append(epoch_loss)
+        history.losses.append(epoch_loss)
+    history.seconds = time.perf_counter() - start
+    history.provenance = provenance(device, None, epochs=n_epochs, problems=n_problems)
     return history
 
 

@@ -154,3 +154,27 @@ def test_short_training_lowers_the_query_loss(background):
     history = fit(method, background, n_steps=30, seed=0, progress=False)
     assert all(math.isfinite(v) for v in history.losses)
     assert query_loss_now() < before - 0.1
+
+
+def test_exercise_forget_gate_is_weight_decay():
+    """Exercise ex-update-rules-1: f = 1 - lambda alpha, i = alpha is SGD on L + lambda/2 ||theta||^2."""
+    import torch.nn.functional as F
+    from torch.func import functional_call
+
+    model, xs, ys, _, _ = tiny_problem(2)
+    params = {k: p.detach() for k, p in params_of(model).items()}
+    lam, alpha = 0.5, 0.3
+    ours = adapt(model, params, xs, ys, update=FixedGates(1 - lam * alpha, alpha), n_steps=3)
+
+    def loss_with_decay(p, x, y):
+        l2 = sum((v ** 2).sum() for v in p.values())
+        return F.cross_entropy(functional_call(model, p, (x,)), y) + lam / 2 * l2
+
+    ref = dict(params)
+    for _ in range(3):
+        g = torch.func.grad(loss_with_decay)(ref, xs, ys)
+        ref = {k: v - alpha * g[k] for k, v in ref.items()}
+    for k in params:
+        torch.testing.assert_close(ours[k], ref[k], atol=1e-12, rtol=0)
+    without_decay = adapt(model, params, xs, ys, update=sgd(alpha, 3), n_steps=3)
+    assert max((ours[k] - without_decay[k]).abs().max() for k in params) > 1e-3

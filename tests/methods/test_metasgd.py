@@ -118,3 +118,27 @@ def test_short_training_lowers_the_query_loss(background):
     before = query_loss_now()
     fit(method, background, n_steps=30, seed=0, progress=False)
     assert query_loss_now() < before - 0.1
+
+
+def test_exercise_two_step_alpha_gradient():
+    """Exercise ex-update-rules-2: with two steps the alpha-gradient has a Hessian term,
+    grad_alpha L_Q(theta_2) = -g_1 * g_Q - g_0 * (I - H_1 diag(alpha)) g_Q."""
+    model, alphas, support, query = tiny_problem(3)
+    params = {k: p.detach() for k, p in params_of(model).items()}
+    adapted = adapt(model, params, *support, update=meta_sgd(alphas), n_steps=2)
+    loss = F.cross_entropy(functional_call(model, adapted, (query[0],)), query[1])
+    autograd = flatten(dict(zip(alphas, torch.autograd.grad(loss, list(alphas.values())))))
+
+    def flat_loss(x, y):
+        return lambda v: F.cross_entropy(functional_call(model, unflatten(v, params), (x,)), y)
+
+    support_loss, query_loss = flat_loss(*support), flat_loss(*query)
+    a, t0 = flatten({k: v.detach() for k, v in alphas.items()}), flatten(params)
+    g0 = torch.func.grad(support_loss)(t0)
+    t1 = t0 - a * g0
+    g1, h1 = torch.func.grad(support_loss)(t1), torch.func.hessian(support_loss)(t1)
+    g_q = torch.func.grad(query_loss)(t1 - a * g1)
+    by_formula = -g1 * g_q - g0 * (g_q - h1 @ (a * g_q))
+    torch.testing.assert_close(autograd, by_formula, atol=1e-12, rtol=1e-10)
+    first_order_only = -g1 * g_q - g0 * g_q   # without the Hessian term: measurably different
+    assert (autograd - first_order_only).abs().max() > 1e-4
