@@ -46,6 +46,16 @@ def test_same_seed_same_episodes_other_seed_others():
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
 
 
+def test_the_first_episodes_do_not_depend_on_how_many_follow():
+    """Chapter 5 reuses the first n episodes of a longer evaluation as the n-episode one."""
+    d = numbered_dataset()
+    short = list(EpisodeSampler(d, 5, 1, 3, seed=0, n_episodes=4))
+    long = list(EpisodeSampler(d, 5, 1, 3, seed=0, n_episodes=9))[:4]
+    for a, b in zip(short, long):
+        assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
+        assert torch.equal(a.support_y, b.support_y) and torch.equal(a.query_y, b.query_y)
+
+
 def test_all_classes_get_used():
     s = EpisodeSampler(numbered_dataset(), 5, 1, 1, seed=0)
     seen = set()
