@@ -95,15 +95,17 @@ def mlp_problems(
     n_problems: int,
     n_inputs: int = 10,
     hidden: int = 20,
-    n_points: int = 64,
+    n_points: int = 256,
+    label_noise: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
     """Small classifiers to train: a problem the LSTM optimiser never saw.
 
     Each problem is a one-hidden-layer MLP (``hidden`` sigmoid units, as in Andrychowicz
     et al.'s MNIST network) fitting ``n_points`` standard normal inputs labelled by a
-    random linear teacher, with the logistic loss. The MLP's weights of each problem are
-    one row of ``theta``.
+    random linear teacher, a fraction ``label_noise`` of the labels flipped (so the loss
+    cannot be driven to 0 by growing the weights), with the logistic loss. The MLP's
+    weights of each problem are one row of ``theta``.
 
     Returns:
         ``(loss_fn, theta_0)``: ``loss_fn(theta [n, d]) -> [n]`` and the start
@@ -111,7 +113,8 @@ def mlp_problems(
     """
     x = torch.randn(n_problems, n_points, n_inputs, generator=generator)
     teacher = torch.randn(n_problems, n_inputs, generator=generator)
-    y = (torch.einsum("npi,ni->np", x, teacher) > 0).float()
+    flip = torch.rand(n_problems, n_points, generator=generator) < label_noise
+    y = ((torch.einsum("npi,ni->np", x, teacher) > 0) ^ flip).float()
     sizes = (hidden * n_inputs, hidden, hidden, 1)
     theta = 0.1 * torch.randn(n_problems, sum(sizes), generator=generator)
 
