@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import SPLITS, default_root, load_omniglot
-from .device import PROFILES, get_device, get_profile, seed_everything
+from .device import PROFILES, cpu_threads, get_device, get_profile, seed_everything
 from .methods import MAML, METHODS, Config
 
 
@@ -149,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_image_folder
     from .evaluation import evaluate
 
-    device = get_device(args.device)
+    device = _device(args.device)
     profile = get_profile(args.profile, device)
     seed_everything(args.seed)
     predict, name, size = pixel_nearest_neighbour, "pixel-nn", args.image_size or 28
@@ -183,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cls = METHODS[args.method]
     config = config_from_args(cls.Config, args)
     out = check_writable(args.out)  # before training: a bad path must not cost the run
-    device = get_device(args.device)
+    device = _device(args.device)
     seed_everything(args.seed)
     data = load_omniglot(args.root, split=args.split, image_size=config.image_size, download=args.download)
     method = cls(config)
@@ -201,6 +201,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                        device=device)
         print(f"{args.method} on {test_split}, {args.eval_way}-way {args.eval_shot}-shot: {res}")
     return 0
+
+
+def _device(name: str | None):
+    """The device, and on the CPU only the cores other processes leave free, as the notebooks do."""
+    import torch
+
+    device = get_device(name)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads())
+    return device
 
 
 def main(argv: Sequence[str] | None = None) -> int:
