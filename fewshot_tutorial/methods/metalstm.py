@@ -15,7 +15,10 @@ second layer read that layer's output, the weight ``c_{t-1}`` and their own prev
 value, {eq}`eq-metalstm-gates`. Simplified: every inner step uses the whole support
 set (the paper steps through it in mini-batches); ``c_{t-1}`` enters the gates raw
 (unscaled); the previous gates start at zero; batch norm is MAML's
-(``MAMLConfig.transductive``: the batch's own statistics, also at test time).
+(``MAMLConfig.transductive``: the batch's own statistics, also over the query set at
+test time), where the paper collects running statistics on each episode's support set
+at meta-test time (``transductive=False``, each query normalised with the support set,
+is the closer setting).
 """
 
 from __future__ import annotations
