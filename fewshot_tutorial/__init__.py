@@ -16,11 +16,13 @@ from .data import (
     FewShotDataset,
     load_image,
     load_image_folder,
+    load_lake_runs,
     load_omniglot,
 )
 from .device import Profile, get_device, get_profile, seed_everything
 from .evaluation import EvalResult, classify, confidence_interval, evaluate, paired_difference
 from .inner_loop import adapt, meta_loss
+from .lake import LAKE_PUBLISHED, LakeResult, score_lake
 from .methods import (FOMAML, MAML, METHODS, MatchingNetwork, MetaLSTM, MetaSGD, Method, ProtoNet, Reptile,
                       Siamese)
 from .training import History, fit, train
@@ -59,6 +61,10 @@ __all__ = [
     "get_profile",
     "load_checkpoint",
     "load_image_folder",
+    "load_lake_runs",
+    "LAKE_PUBLISHED",
+    "LakeResult",
+    "score_lake",
     "load_omniglot",
     "pixel_nearest_neighbour",
     "save_checkpoint",

@@ -107,6 +107,16 @@ def make_embedding_predict(method: Method) -> Predict:
     return predict
 
 
+def check_logits(logits: torch.Tensor, expected: tuple[int, int]) -> torch.Tensor:
+    """``logits`` if of shape ``expected`` (``[Q, n_way]``) and finite, else a ``ValueError``."""
+    if tuple(logits.shape) != expected:
+        raise ValueError(f"predict returned logits of shape {tuple(logits.shape)}, expected {expected}")
+    if logits.device.type != "meta" and not bool(torch.isfinite(logits).all()):
+        raise ValueError("predict returned NaN or infinite logits; an accuracy from them would be "
+                         "meaningless. Check the model (a diverged training run?) or try precision='float32'")
+    return logits
+
+
 def evaluate(
     predict: Method | Predict,
     dataset: FewShotDataset,
@@ -162,13 +172,7 @@ def evaluate(
     for episode in tqdm(sampler, total=n_episodes, disable=not show, leave=False, mininterval=1.0,
                         desc=f"{n_way}-way {n_shot}-shot"):
         episode = episode.to(device)
-        logits = predict(episode)
-        expected = (n_way * n_query, n_way)
-        if tuple(logits.shape) != expected:
-            raise ValueError(f"predict returned logits of shape {tuple(logits.shape)}, expected {expected}")
-        if logits.device.type != "meta" and not bool(torch.isfinite(logits).all()):
-            raise ValueError("predict returned NaN or infinite logits; an accuracy from them would be "
-                             "meaningless. Check the model (a diverged training run?) or try precision='float32'")
+        logits = check_logits(predict(episode), (n_way * n_query, n_way))
         accs.append(accuracy(logits, episode.query_y))
     return confidence_interval(accs)
 

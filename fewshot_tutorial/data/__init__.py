@@ -1,8 +1,9 @@
-"""Data: Omniglot and image folders as few-shot datasets, episodes and their sampler."""
+"""Data: Omniglot, Lake's one-shot runs and image folders as few-shot datasets, episodes and their sampler."""
 
 from .dataset import FewShotDataset
 from .episodes import Episode, EpisodeSampler
 from .folder import load_image, load_image_folder
+from .lake import LakeRuns, load_lake_runs
 from .omniglot import SPLITS, IncompleteDataWarning, default_root, load_omniglot, rotate
 
 __all__ = [
@@ -11,9 +12,11 @@ __all__ = [
     "EpisodeSampler",
     "FewShotDataset",
     "IncompleteDataWarning",
+    "LakeRuns",
     "default_root",
     "load_image",
     "load_image_folder",
+    "load_lake_runs",
     "load_omniglot",
     "rotate",
 ]
