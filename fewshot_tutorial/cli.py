@@ -5,7 +5,8 @@ Commands::
     data       find and check the Omniglot data, print split sizes
     train      train any method (``train METHOD --help`` lists its flags) and save a checkpoint
     evaluate   score the pixel baseline or a checkpoint on N-way K-shot episodes of
-               Omniglot, or of your own ``<class>/<images>`` folder (``--folder``)
+               Omniglot, or of your own ``<class>/<images>`` folder (``--folder``), or
+               on Lake et al.'s 20 one-shot runs (``--lake``)
 
 The flags of ``train METHOD`` are made from the method's config dataclass, so the
 command line trains through the very code the notebooks use (``fit``), and a user's
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--split", default="evaluation", choices=SPLITS)
     p.add_argument("--folder", default=None, help="your own <class>/<images> folder instead of Omniglot")
+    p.add_argument("--lake", action="store_true",
+                   help="Lake et al.'s 20 one-shot runs (20-way 1-shot, 400 trials) instead of sampled episodes")
     p.add_argument("--way", type=positive_int, default=5, help="classes per test episode (N)")
     p.add_argument("--shot", type=positive_int, default=1, help="support images per class (K)")
     p.add_argument("--query", type=positive_int, default=15, help="query images per class")
@@ -160,8 +163,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"the checkpoint was trained on {config.image_size}x{config.image_size} images; "
                              f"drop --image-size or give --image-size {config.image_size}")
         size = config.image_size
-        if isinstance(predict, MAML) and args.way != config.train_way:
-            raise ValueError(f"this {name} model has a {config.train_way}-way head; use --way {config.train_way}")
+        way = 20 if args.lake else args.way
+        if isinstance(predict, MAML) and way != config.train_way:
+            raise ValueError(f"this {name} model has a {config.train_way}-way head; "
+                             + ("Lake's runs are 20-way" if args.lake else f"use --way {config.train_way}"))
+    if args.lake:
+        return _evaluate_lake(args, predict, name, size, device)
     if args.folder:
         data, where = load_image_folder(args.folder, image_size=size), args.folder
     else:
@@ -172,6 +179,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({"method": name, "data": where, "way": args.way, "shot": args.shot, **res.as_dict()}))
     else:
         print(f"{name} on {where}, {args.way}-way {args.shot}-shot: {res}")
+    return 0
+
+
+def _evaluate_lake(args: argparse.Namespace, predict, name: str, size: int, device) -> int:
+    """``evaluate --lake``: the error on Lake's runs, per run, beside the published errors."""
+    from .data.lake import load_lake_runs
+    from .lake import LAKE_PUBLISHED, format_published, score_lake
+
+    if args.folder:
+        raise ValueError("--lake and --folder both name the test data; give one")
+    runs = load_lake_runs(args.root, image_size=size, download=args.download)
+    res = score_lake(predict, runs, device=device)
+    if args.json:
+        print(json.dumps({"method": name, "data": "lake", **res.as_dict(), "published": LAKE_PUBLISHED}))
+        return 0
+    print(f"{name} on Lake's {len(runs)} one-shot runs ({size}x{size}): {res}")
+    print("per run (%): " + " ".join(f"{100 * e:.0f}" for e in res.per_run))
+    print(f"published: {format_published()}")
     return 0
 
 

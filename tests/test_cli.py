@@ -40,3 +40,35 @@ def test_bad_way_is_reported(tmp_path, capsys):
     make_tiny_omniglot(tmp_path, name="images_evaluation")
     assert main(["evaluate", "--root", str(tmp_path), "--image-size", "12", "--way", "50", "--episodes", "2"]) == 2
     assert "n_way=50" in capsys.readouterr().err
+
+
+@needs_data
+def test_evaluate_lake_pixel_baseline(capsys):
+    assert main(["evaluate", "--lake", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["method"] == "pixel-nn" and r["n_trials"] == 400 and len(r["per_run"]) == 20
+    assert 0.6 < r["error"] < 0.95 and r["published"]["humans"] == 0.045
+    assert main(["evaluate", "--lake"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "Lake's 20 one-shot runs" in out[0] and out[1].startswith("per run (%): ")
+    assert len(out[1].split(": ")[1].split()) == 20 and "humans 4.5%" in out[2]
+
+
+def test_evaluate_lake_checkpoint_on_tiny_runs(tmp_path, capsys):
+    from fewshot_tutorial.checkpoints import save_model
+    from fewshot_tutorial.methods import ProtoNet
+    from tests.test_lake import make_runs
+
+    make_runs(tmp_path / "lake_runs")
+    ckpt = save_model(tmp_path / "p.pt", ProtoNet(ProtoNet.Config(image_size=16, hidden=8)))
+    assert main(["evaluate", "--lake", "--root", str(tmp_path), "--checkpoint", str(ckpt), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["method"] == "protonet" and r["n_trials"] == 6 and len(r["per_run"]) == 2
+
+
+def test_evaluate_lake_mistakes_are_one_line(tmp_path, capsys):
+    assert main(["evaluate", "--lake", "--root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Lake's one-shot runs were not found") and err.count("\n") == 1
+    assert main(["evaluate", "--lake", "--folder", str(tmp_path)]) == 2
+    assert "--lake and --folder" in capsys.readouterr().err
