@@ -103,8 +103,8 @@ def mlp_problems(
 
     Each problem is a one-hidden-layer MLP (``hidden`` sigmoid units, as in Andrychowicz
     et al.'s MNIST network) fitting ``n_points`` standard normal inputs labelled by a
-    random linear teacher, a fraction ``label_noise`` of the labels flipped (so the loss
-    cannot be driven to 0 by growing the weights), with the logistic loss. The MLP's
+    random linear teacher, a fraction ``label_noise`` of the labels flipped, with the
+    logistic loss (a training loss: the MLP can fit some flipped labels too). The MLP's
     weights of each problem are one row of ``theta``.
 
     Returns:
@@ -302,7 +302,7 @@ def optimise(
     return torch.tensor(losses)
 
 
-#: the baselines of the paper's figure 4, as ``lr -> factory``
+#: hand-designed baselines, ``lr -> factory`` (the paper compares SGD, RMSprop, Adam, NAG)
 BASELINES: dict[str, Callable[[float], OptimizerFactory]] = {
     "sgd": lambda lr: lambda p: torch.optim.SGD(p, lr=lr),
     "momentum": lambda lr: lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
