@@ -23,14 +23,17 @@ from .device import Profile, get_device, get_profile, seed_everything
 from .evaluation import EvalResult, classify, confidence_interval, evaluate, paired_difference
 from .inner_loop import adapt, meta_loss
 from .lake import LAKE_PUBLISHED, LakeResult, score_lake
-from .methods import (FOMAML, MAML, METHODS, MatchingNetwork, MetaLSTM, MetaSGD, Method, ProtoNet, Reptile,
-                      Siamese)
+from .methods import (FOMAML, MAML, METHODS, Baseline, BaselinePP, Distill, MatchingNetwork, MetaLSTM, MetaSGD,
+                      Method, ProtoNet, Reptile, Siamese)
 from .training import History, fit, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FOMAML",
+    "Baseline",
+    "BaselinePP",
+    "Distill",
     "MAML",
     "METHODS",
     "MatchingNetwork",

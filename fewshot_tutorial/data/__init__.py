@@ -1,5 +1,6 @@
 """Data: Omniglot, Lake's one-shot runs and image folders as few-shot datasets, episodes and their sampler."""
 
+from .class_batches import ClassBatchSampler
 from .dataset import FewShotDataset
 from .episodes import Episode, EpisodeSampler
 from .folder import load_image, load_image_folder
@@ -8,6 +9,7 @@ from .omniglot import SPLITS, IncompleteDataWarning, default_root, load_omniglot
 
 __all__ = [
     "SPLITS",
+    "ClassBatchSampler",
     "Episode",
     "EpisodeSampler",
     "FewShotDataset",

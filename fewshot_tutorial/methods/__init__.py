@@ -5,6 +5,8 @@ its loss, and ``predict`` (or ``embed`` + ``head``). See the book's "Adding a me
 """
 
 from .base import Config, EpisodicConfig, Method
+from .baseline import Baseline, BaselinePP
+from .distill import Distill
 from .maml import FOMAML, MAML, Reptile
 from .matching import MatchingNetwork
 from .metalstm import MetaLSTM
@@ -13,7 +15,7 @@ from .protonet import ProtoNet
 from .siamese import Siamese
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (Siamese, MatchingNetwork, ProtoNet, MAML, FOMAML, Reptile,
-                                                          MetaSGD, MetaLSTM)}
+                                                          MetaSGD, MetaLSTM, Baseline, BaselinePP, Distill)}
 
-__all__ = ["FOMAML", "MAML", "METHODS", "Config", "EpisodicConfig", "MatchingNetwork", "MetaLSTM", "MetaSGD", "Method",
-           "ProtoNet", "Reptile", "Siamese"]
+__all__ = ["FOMAML", "MAML", "METHODS", "Baseline", "BaselinePP", "Config", "Distill", "EpisodicConfig",
+           "MatchingNetwork", "MetaLSTM", "MetaSGD", "Method", "ProtoNet", "Reptile", "Siamese"]

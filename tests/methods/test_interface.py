@@ -16,13 +16,19 @@ from fewshot_tutorial.methods import METHODS, Method
 from tests.conftest import make_tiny_omniglot
 
 SMALL = {"hidden": 8, "image_size": 16, "train_way": 3, "train_shot": 1, "train_query": 2, "meta_batch": 2,
-         "batch_size": 8, "inner_steps": 1, "test_steps": 1}
+         "batch_size": 8, "inner_steps": 1, "test_steps": 1, "n_classes": 6}
+PRETRAINED = ("baseline", "baseline++", "distill")  # class batches over all training classes
+
+
 
 
 def small(name: str, **extra) -> Method:
     cls = METHODS[name]
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    return cls(**{k: v for k, v in {**SMALL, **extra}.items() if k in fields})
+    method = cls(**{k: v for k, v in {**SMALL, **extra}.items() if k in fields})
+    if name == "distill":  # a student trains against a teacher; its checkpoint holds the student alone
+        method.set_teacher(small("baseline", **extra))
+    return method
 
 
 def tiny_data(n_classes: int = 6, device: str | torch.device = "cpu") -> FewShotDataset:
@@ -33,7 +39,7 @@ def tiny_data(n_classes: int = 6, device: str | torch.device = "cpu") -> FewShot
 
 def test_every_method_is_registered_under_its_name():
     assert set(METHODS) == {"siamese", "matching", "protonet", "maml", "fomaml", "reptile",
-                            "metasgd", "metalstm"}
+                            "metasgd", "metalstm", "baseline", "baseline++", "distill"}
     for name, cls in METHODS.items():
         assert cls.name == name and issubclass(cls.Config, METHODS[name].Config)
         json.dumps(cls().config.as_dict())  # JSON-able: what a checkpoint stores
@@ -157,7 +163,12 @@ def test_cli_trains_and_evaluates_every_method(name, tmp_path, capsys):
     make_tiny_omniglot(root, name="images_evaluation", n_chars=3, size=16)
     out = tmp_path / f"{name}.pt"
     flags = ["--hidden", "8", "--image-size", "16"]
-    flags += ["--train-way", "3", "--train-query", "2"] if name != "siamese" else ["--batch-size", "8"]
+    if name in PRETRAINED:
+        flags += ["--batch-size", "8", "--n-classes", "8"]
+        if name == "distill":
+            flags += ["--teacher", str(save_model(tmp_path / "teacher.pt", small("baseline", n_classes=8)))]
+    else:
+        flags += ["--train-way", "3", "--train-query", "2"] if name != "siamese" else ["--batch-size", "8"]
     flags += ["--meta-batch", "2", "--test-steps", "1"] if name in ("maml", "fomaml", "reptile", "metasgd",
                                                                           "metalstm") else []
     with pytest.warns(Warning):
