@@ -6,8 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot_tutorial.heads import (CosineClassifier, cosine_logits, finetune_head, head_logits, logistic_regression,
-                                    minibatch_indices)
+from fewshot_tutorial.heads import (
+    CosineClassifier,
+    cosine_logits,
+    finetune_head,
+    head_logits,
+    logistic_regression,
+    minibatch_indices,
+)
 
 
 def _support(n_way: int = 4, n_shot: int = 3, d: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

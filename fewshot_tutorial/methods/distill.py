@@ -34,7 +34,7 @@ ARCHITECTURE = ("in_channels", "hidden", "image_size", "n_classes", "scale", "le
 class DistillConfig(BaselinePPConfig):
     """A student: its architecture (a Baseline's or a Baseline++'s), ``T``, ``alpha`` and its teacher.
 
-    ``teacher`` is a checkpoint path of a trained baseline, read when training starts,
+    ``teacher_checkpoint`` is the path of a trained baseline's checkpoint, read when training starts,
     unless a teacher module is given to the constructor. Defaults ``T = 4``,
     ``alpha = 0.9`` are common choices, not Hinton et al.'s (they vary ``T``).
     """
@@ -42,13 +42,13 @@ class DistillConfig(BaselinePPConfig):
     classifier: str = "linear"
     temperature: float = 4.0
     alpha: float = 0.9
-    teacher: str = ""
+    teacher_checkpoint: str = ""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {**BaselinePPConfig.choices, "classifier": CLASSIFIERS}
     help: ClassVar[dict[str, str]] = {**BaselinePPConfig.help, "classifier": "the student's (and teacher's) classifier",
                                       "temperature": "softmax temperature T of the soft targets",
                                       "alpha": "weight of the soft (distillation) term",
-                                      "teacher": "checkpoint of the trained baseline to distil"}
+                                      "teacher_checkpoint": "checkpoint of the trained baseline to distil"}
     checks: ClassVar[dict[str, Callable[[Any], None]]] = {
         **BaselinePPConfig.checks, "temperature": _positive("temperature"),
         "alpha": _check("alpha", lambda v: 0 <= v <= 1, "in [0, 1]")}
@@ -60,7 +60,7 @@ class Distill(Baseline):
     Args:
         config, **overrides: the student's :class:`DistillConfig`.
         teacher: a trained :class:`Baseline` (or ``BaselinePP``, or a ``Distill``), in
-            place of ``config.teacher``. It is moved with the student and kept in eval mode.
+            place of ``config.teacher_checkpoint``. It is moved with the student and kept in eval mode.
     """
 
     name = "distill"
@@ -112,18 +112,19 @@ class Distill(Baseline):
 
     def batches(self, dataset: FewShotDataset, seed: int) -> Iterable[ClassBatch]:
         if self.teacher is None:
-            if not self.config.teacher:
+            if not self.config.teacher_checkpoint:
                 raise ValueError("Distill needs a teacher to train: Distill.from_teacher(model), "
-                                 "Distill(teacher=model), or teacher='runs/baseline.pt' (--teacher)")
+                                 "Distill(teacher=model), or teacher_checkpoint='runs/baseline.pt' (--teacher-checkpoint)")
             from ..checkpoints import load_model
 
-            self.set_teacher(load_model(self.config.teacher)[0])
+            self.set_teacher(load_model(self.config.teacher_checkpoint)[0])
         return super().batches(dataset, seed)
 
     def loss(self, batch: ClassBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """{eq}`eq-kd-loss` on a class batch; the teacher's logits carry no gradient."""
         if self.teacher is None:
-            raise ValueError("Distill needs a teacher to train: set_teacher(model) or config teacher=<checkpoint>")
+            raise ValueError("Distill needs a teacher to train: set_teacher(model) or "
+                             "teacher_checkpoint=<path>")
         x, y = batch
         with torch.no_grad():
             teacher_logits = self.teacher.logits(x)

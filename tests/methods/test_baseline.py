@@ -7,15 +7,24 @@ import math
 import pytest
 import torch
 
-from fewshot_tutorial import Baseline, BaselinePP, Episode, FewShotDataset, evaluate, fit, load_model, save_model
+from fewshot_tutorial import (
+    Baseline,
+    BaselinePP,
+    Episode,
+    FewShotDataset,
+    evaluate,
+    fit,
+    load_model,
+    save_model,
+)
 from fewshot_tutorial.evaluation import make_predict
 from fewshot_tutorial.methods.baseline import HEAD_KINDS
 
 
 def _episode(n_way: int = 3, n_shot: int = 2, n_query: int = 4, size: int = 16, seed: int = 0) -> Episode:
     g = torch.Generator().manual_seed(seed)
-    return Episode(torch.rand(n_way * n_shot, 1, size, size, generator=g), torch.arange(n_way).repeat_interleave(n_shot),
-                   torch.rand(n_way * n_query, 1, size, size, generator=g),
+    return Episode(torch.rand(n_way * n_shot, 1, size, size, generator=g),
+                   torch.arange(n_way).repeat_interleave(n_shot), torch.rand(n_way * n_query, 1, size, size, generator=g),
                    torch.arange(n_way).repeat_interleave(n_query), n_way=n_way)
 
 

@@ -166,7 +166,7 @@ def test_cli_trains_and_evaluates_every_method(name, tmp_path, capsys):
     if name in PRETRAINED:
         flags += ["--batch-size", "8", "--n-classes", "8"]
         if name == "distill":
-            flags += ["--teacher", str(save_model(tmp_path / "teacher.pt", small("baseline", n_classes=8)))]
+            flags += ["--teacher-checkpoint", str(save_model(tmp_path / "teacher.pt", small("baseline", n_classes=8)))]
     else:
         flags += ["--train-way", "3", "--train-query", "2"] if name != "siamese" else ["--batch-size", "8"]
     flags += ["--meta-batch", "2", "--test-steps", "1"] if name in ("maml", "fomaml", "reptile", "metasgd",
