@@ -19,7 +19,7 @@ def _logits(b: int = 6, n: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.
     return z_s - z_s.mean(-1, keepdim=True), z_t - z_t.mean(-1, keepdim=True), torch.randint(n, (b,), generator=g)
 
 
-def _naive_kd(z_s, z_t, y, T, alpha) -> float:
+def _naive_kd(z_s, z_t, y, T, soft_weight) -> float:
     """{eq}`eq-kd-loss` with explicit sums over classes and examples."""
     b, n = z_s.shape
     kl = ce = 0.0
@@ -32,14 +32,14 @@ def _naive_kd(z_s, z_t, y, T, alpha) -> float:
             p_t, p_s = math.exp(zt[k] / T) / den_t, math.exp(zs[k] / T) / den_s
             kl += p_t * math.log(p_t / p_s)
         ce -= zs[int(y[i])] - math.log(sum(math.exp(v) for v in zs))
-    return alpha * T**2 * kl / b + (1 - alpha) * ce / b
+    return soft_weight * T**2 * kl / b + (1 - soft_weight) * ce / b
 
 
-@pytest.mark.parametrize("T,alpha", [(1.0, 0.5), (4.0, 0.9), (10.0, 1.0), (2.0, 0.0)])
-def test_kd_loss_matches_explicit_sums(T, alpha):
+@pytest.mark.parametrize("T,soft_weight", [(1.0, 0.5), (4.0, 0.9), (10.0, 1.0), (2.0, 0.0)])
+def test_kd_loss_matches_explicit_sums(T, soft_weight):
     z_s, z_t, y = _logits(seed=int(T))
-    got = kd_loss(z_s, z_t, y, T, alpha).item()
-    assert got == pytest.approx(_naive_kd(z_s, z_t, y, T, alpha), rel=1e-10, abs=1e-12)
+    got = kd_loss(z_s, z_t, y, T, soft_weight).item()
+    assert got == pytest.approx(_naive_kd(z_s, z_t, y, T, soft_weight), rel=1e-10, abs=1e-12)
 
 
 def test_kd_loss_gradcheck_float64():
@@ -93,7 +93,7 @@ def test_kd_loss_bad_input():
     z_s, z_t, y = _logits()
     with pytest.raises(ValueError, match="temperature T must be > 0"):
         kd_loss(z_s, z_t, y, 0.0)
-    with pytest.raises(ValueError, match="alpha must be in"):
+    with pytest.raises(ValueError, match="soft_weight must be in"):
         kd_loss(z_s, z_t, y, 2.0, 1.5)
     with pytest.raises(ValueError, match="one output per teacher class"):
         kd_loss(z_s, z_t[:, :3], y)

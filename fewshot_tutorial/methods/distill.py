@@ -32,33 +32,33 @@ ARCHITECTURE = ("in_channels", "hidden", "image_size", "n_classes", "scale", "le
 
 @dataclasses.dataclass
 class DistillConfig(BaselinePPConfig):
-    """A student: its architecture (a Baseline's or a Baseline++'s), ``T``, ``alpha`` and its teacher.
+    """A student: its architecture (a Baseline's or a Baseline++'s), ``T``, ``soft_weight`` and its teacher.
 
     ``teacher_checkpoint`` is the path of a trained baseline's checkpoint, read when training starts,
     unless a teacher module is given to the constructor. Defaults ``T = 4``,
-    ``alpha = 0.9`` are common choices, not Hinton et al.'s (they vary ``T``).
+    ``soft_weight = 0.9`` are common choices, not Hinton et al.'s (they vary ``T``).
     """
 
     classifier: str = "linear"
     temperature: float = 4.0
-    alpha: float = 0.9
+    soft_weight: float = 0.9
     teacher_checkpoint: str = ""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {**BaselinePPConfig.choices, "classifier": CLASSIFIERS}
     help: ClassVar[dict[str, str]] = {**BaselinePPConfig.help, "classifier": "the student's (and teacher's) classifier",
                                       "temperature": "softmax temperature T of the soft targets",
-                                      "alpha": "weight of the soft (distillation) term",
+                                      "soft_weight": "weight of the soft (distillation) term",
                                       "teacher_checkpoint": "checkpoint of the trained baseline to distil"}
     checks: ClassVar[dict[str, Callable[[Any], None]]] = {
         **BaselinePPConfig.checks, "temperature": _positive("temperature"),
-        "alpha": _check("alpha", lambda v: 0 <= v <= 1, "in [0, 1]")}
+        "soft_weight": _check("soft_weight", lambda v: 0 <= v <= 1, "in [0, 1]")}
 
 
 class Distill(Baseline):
     """A student Baseline trained on a frozen teacher's soft targets and the true labels.
 
     Args:
-        config, **overrides: the student's :class:`DistillConfig`.
+        config, overrides: the student's :class:`DistillConfig`.
         teacher: a trained :class:`Baseline` (or ``BaselinePP``, or a ``Distill``), in
             place of ``config.teacher_checkpoint``. It is moved with the student and kept in eval mode.
     """
@@ -129,5 +129,5 @@ class Distill(Baseline):
         with torch.no_grad():
             teacher_logits = self.teacher.logits(x)
         logits = self.logits(x)
-        loss = kd_loss(logits, teacher_logits, y, self.config.temperature, self.config.alpha)
+        loss = kd_loss(logits, teacher_logits, y, self.config.temperature, self.config.soft_weight)
         return with_accuracy(loss, logits, y)

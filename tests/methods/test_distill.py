@@ -45,7 +45,7 @@ def test_the_teacher_stays_frozen_in_eval_mode_and_gets_no_gradient():
 
 def test_the_loss_is_kd_loss_against_the_teacher_logits():
     teacher = _teacher()
-    student = Distill.from_teacher(teacher, temperature=3.0, alpha=0.6).eval()
+    student = Distill.from_teacher(teacher, temperature=3.0, soft_weight=0.6).eval()
     x, y = torch.rand(6, 1, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0])
     loss, _ = student.loss((x, y))
     with torch.no_grad():
