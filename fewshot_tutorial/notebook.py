@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, save_checkpoint, save_model
 from .data.omniglot import SOURCES, default_root, find_source
 from .device import Profile, cpu_threads, get_device, get_profile, seed_everything
+from .methods import Method
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,10 @@ def load_or_train(name: str, config: dict[str, Any], model: nn.Module,
     ``fit(model)`` trains in place and returns a :class:`~fewshot_tutorial.training.History`
     (or anything with ``losses``, ``seconds`` and ``provenance``). Returns the model (on
     ``device``) and a dict with ``losses``, ``seconds`` and ``provenance``.
+
+    A :class:`~fewshot_tutorial.methods.Method` is stored as :func:`~fewshot_tutorial.save_model`
+    stores it (its name and config), so every model a chapter trains can also be loaded
+    with ``load_model`` or given to the command line (``evaluate --checkpoint``).
     """
     path = _key(name, config).with_suffix(".pt")
     if path.is_file() and os.environ.get("FEWSHOT_RECOMPUTE") != "1":
@@ -134,7 +139,10 @@ def load_or_train(name: str, config: dict[str, Any], model: nn.Module,
     hist = fit(model)
     record = {"losses": list(hist.losses), "seconds": hist.seconds, "provenance": hist.provenance,
               "metrics": getattr(hist, "metrics", {})}
-    save_checkpoint(path, model, {"config": config, "history": record})
+    if isinstance(model, Method):
+        save_model(path, model, key=config, history=record)
+    else:
+        save_checkpoint(path, model, {"config": config, "history": record})
     return model.to(device), record
 
 

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from fewshot_tutorial.notebook import source_lines
 
@@ -167,3 +168,33 @@ def test_shown_code_fits_the_page(stem: str, expr: str):
         f"book/{stem}.ipynb shows {expr} with lines over {MAX_CHARS} characters "
         f"(wrap them in the package):\n" + "\n".join(long)
     )
+
+
+def test_load_or_train_stores_a_method_the_cli_can_load(tmp_path, monkeypatch):
+    """A chapter's trained Method is a save_model checkpoint: load_model rebuilds it."""
+    from fewshot_tutorial import ProtoNet, load_model
+    from fewshot_tutorial.notebook import load_or_train
+    from fewshot_tutorial.training import History
+
+    monkeypatch.setenv("FEWSHOT_RESULTS", str(tmp_path))
+    monkeypatch.delenv("FEWSHOT_RECOMPUTE", raising=False)
+    calls = []
+
+    def fake_fit(model):
+        calls.append(1)
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)   # "training" changes the weights
+        return History(losses=[1.0, 0.5], seconds=0.1, provenance={"device": "cpu"})
+
+    torch.manual_seed(0)
+    model, hist = load_or_train("toy", {"steps": 2}, ProtoNet(hidden=8), fake_fit)
+    assert calls == [1] and hist["losses"] == [1.0, 0.5]
+    (path,) = tmp_path.glob("toy-*.pt")
+    loaded, config = load_model(path)
+    assert isinstance(loaded, ProtoNet) and config.hidden == 8
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    again, hist2 = load_or_train("toy", {"steps": 2}, ProtoNet(hidden=8), fake_fit)
+    assert calls == [1] and hist2 == hist           # loaded, not trained again
+    plain, _ = load_or_train("plain", {"a": 1}, torch.nn.Linear(2, 2), fake_fit)
+    assert calls == [1, 1] and len(list(tmp_path.glob("plain-*.pt"))) == 1
