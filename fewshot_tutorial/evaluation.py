@@ -36,8 +36,12 @@ class EvalResult:
             return f"{100 * self.accuracy:.2f}% (n={self.n}: no interval from one episode)"
         return f"{100 * self.accuracy:.2f} ± {100 * self.ci95:.2f}% (n={self.n})"
 
-    def as_dict(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, "ci95": self.ci95, "n": self.n}
+    def as_dict(self, per_episode: bool = False) -> dict[str, Any]:
+        """JSON-able; with ``per_episode`` also the per-episode accuracies (for paired comparisons)."""
+        out: dict[str, Any] = {"accuracy": self.accuracy, "ci95": self.ci95, "n": self.n}
+        if per_episode:
+            out["per_episode"] = list(self.per_episode)
+        return out
 
 
 def confidence_interval(accuracies: torch.Tensor | list[float]) -> EvalResult:

@@ -197,13 +197,27 @@ def unroll(
     """
     total = theta.new_zeros(())
     for _ in range(n_steps):
-        with torch.enable_grad():
-            at = theta.detach().requires_grad_()
-            (g,) = torch.autograd.grad(quadratic_loss(at, w, y).sum(), [at])
-        update, state = net(g.reshape(-1), state)
-        theta = theta + update.reshape(theta.shape)
+        theta, state = learned_step(net, lambda t: quadratic_loss(t, w, y), theta, state)
         total = total + quadratic_loss(theta, w, y).mean()
     return total, theta, state
+
+
+def learned_step(
+    net: LSTMOptimizer,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    theta: torch.Tensor,
+    state: LSTMState,
+) -> tuple[torch.Tensor, LSTMState]:
+    """One step ``theta + u_t`` of {eq}`eq-l2l-update` on problems ``loss_fn(theta [n, d]) -> [n]``.
+
+    The gradient the LSTM reads is taken at a detached ``theta`` (a constant: no second
+    derivatives); the update keeps ``theta`` connected to the LSTM's weights.
+    """
+    with torch.enable_grad():
+        at = theta.detach().requires_grad_()
+        (g,) = torch.autograd.grad(loss_fn(at).sum(), [at])
+    update, state = net(g.reshape(-1), state)
+    return theta + update.reshape(theta.shape), state
 
 
 def train_l2l(
@@ -283,13 +297,10 @@ def optimise(
     losses = [loss_fn(theta).mean().item()]
     if isinstance(optimizer, LSTMOptimizer):
         state = optimizer.init_state(theta.numel(), theta)
-        for _ in range(n_steps):
-            at = theta.detach().requires_grad_()
-            (g,) = torch.autograd.grad(loss_fn(at).sum(), [at])
-            with torch.no_grad():
-                update, state = optimizer(g.reshape(-1), state)
-            theta = theta + update.reshape(theta.shape)
-            losses.append(loss_fn(theta).mean().item())
+        with torch.no_grad():
+            for _ in range(n_steps):
+                theta, state = learned_step(optimizer, loss_fn, theta, state)
+                losses.append(loss_fn(theta).mean().item())
         return torch.tensor(losses)
     theta = theta.clone().requires_grad_()
     opt = optimizer([theta])
