@@ -24,7 +24,7 @@ from .evaluation import EvalResult, classify, confidence_interval, evaluate, pai
 from .inner_loop import adapt, meta_loss
 from .lake import LAKE_PUBLISHED, LakeResult, score_lake
 from .methods import (FOMAML, MAML, METHODS, Baseline, BaselinePP, Distill, MatchingNetwork, MetaLSTM, MetaSGD,
-                      Method, ProtoNet, Reptile, Siamese)
+                      Method, ProtoNet, ProtoNetMultiTask, Reptile, Siamese)
 from .training import History, fit, train
 
 __version__ = "0.1.0"
@@ -41,6 +41,7 @@ __all__ = [
     "MetaSGD",
     "Method",
     "ProtoNet",
+    "ProtoNetMultiTask",
     "Reptile",
     "Siamese",
     "adapt",

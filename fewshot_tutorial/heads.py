@@ -39,6 +39,19 @@ def cosine_logits(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | f
     return scale * cosine_similarity(z, weight)
 
 
+def cosine_softmax_bound(scale: float, n_classes: int) -> float:
+    """The largest probability a cosine head ``s * cos(z, w_k)`` can give one class of ``n_classes``.
+
+    Every logit lies in ``[-s, s]``, so ``p_k <= e^s / (e^s + (n_classes - 1) e^{-s})``,
+    {eq}`eq-cosine-bound`, reached when ``z`` points along ``w_k`` and every other
+    weight vector points the opposite way. At ``s = 1`` and 964 classes it is 0.0076:
+    a cosine head needs its scale to become confident.
+    """
+    if not scale > 0 or n_classes < 2:
+        raise ValueError(f"need scale > 0 and n_classes >= 2, got scale={scale}, n_classes={n_classes}")
+    return 1.0 / (1.0 + (n_classes - 1) * math.exp(-2.0 * scale))
+
+
 class CosineClassifier(nn.Module):
     """Baseline++'s head: one weight vector per class, logits ``s * cos(z, w_k)``.
 

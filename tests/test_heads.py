@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from fewshot_tutorial.heads import (
     CosineClassifier,
     cosine_logits,
+    cosine_softmax_bound,
     finetune_head,
     head_logits,
     logistic_regression,
@@ -36,6 +37,20 @@ def test_cosine_logits_match_a_loop_and_gradcheck():
     head = CosineClassifier(3, 4, scale=10.0)
     assert head(z.float()).abs().max() <= 10.0 + 1e-5 and head.scale.requires_grad
     assert not CosineClassifier(3, 4, learn_scale=False).scale.requires_grad
+
+
+def test_the_cosine_softmax_bound_holds_and_is_reached():
+    """{eq}`eq-cosine-bound`: p_k <= e^s / (e^s + (N - 1) e^-s), with equality for antipodal weights."""
+    g = torch.Generator().manual_seed(2)
+    s, n = 3.0, 50
+    bound = cosine_softmax_bound(s, n)
+    z, w = torch.randn(200, 8, generator=g, dtype=torch.float64), torch.randn(n, 8, generator=g, dtype=torch.float64)
+    assert cosine_logits(z, w, s).softmax(-1).max() < bound
+    w_reached = torch.cat([z[:1], -z[:1].expand(n - 1, -1)])  # w_0 along z, every other weight opposite
+    assert cosine_logits(z[:1], w_reached, s).softmax(-1)[0, 0].item() == pytest.approx(bound, rel=1e-12)
+    assert cosine_softmax_bound(1.0, 964) == pytest.approx(0.00762, abs=1e-5)
+    with pytest.raises(ValueError):
+        cosine_softmax_bound(0.0, 5)
 
 
 def test_minibatches_are_epochs_of_permutations():

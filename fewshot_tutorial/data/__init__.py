@@ -1,7 +1,8 @@
-"""Data: Omniglot, Lake's one-shot runs and image folders as few-shot datasets, episodes and their sampler."""
+"""Data: Omniglot, Lake's one-shot runs, handwritten digits and image folders as few-shot datasets, episodes and their sampler."""
 
 from .class_batches import ClassBatchSampler
 from .dataset import FewShotDataset
+from .digits import load_digits
 from .episodes import Episode, EpisodeSampler
 from .folder import load_image, load_image_folder
 from .lake import LakeRuns, load_lake_runs
@@ -16,6 +17,7 @@ __all__ = [
     "IncompleteDataWarning",
     "LakeRuns",
     "default_root",
+    "load_digits",
     "load_image",
     "load_image_folder",
     "load_lake_runs",

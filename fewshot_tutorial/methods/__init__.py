@@ -12,10 +12,13 @@ from .matching import MatchingNetwork
 from .metalstm import MetaLSTM
 from .metasgd import MetaSGD
 from .protonet import ProtoNet
+from .protonet_multitask import ProtoNetMultiTask
 from .siamese import Siamese
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (Siamese, MatchingNetwork, ProtoNet, MAML, FOMAML, Reptile,
-                                                          MetaSGD, MetaLSTM, Baseline, BaselinePP, Distill)}
+                                                          MetaSGD, MetaLSTM, Baseline, BaselinePP, Distill,
+                                                          ProtoNetMultiTask)}
 
 __all__ = ["FOMAML", "MAML", "METHODS", "Baseline", "BaselinePP", "Config", "Distill", "EpisodicConfig",
-           "MatchingNetwork", "MetaLSTM", "MetaSGD", "Method", "ProtoNet", "Reptile", "Siamese"]
+           "MatchingNetwork", "MetaLSTM", "MetaSGD", "Method", "ProtoNet", "ProtoNetMultiTask", "Reptile",
+           "Siamese"]
