@@ -23,8 +23,8 @@ from .device import Profile, get_device, get_profile, seed_everything
 from .evaluation import EvalResult, classify, confidence_interval, evaluate, paired_difference
 from .inner_loop import adapt, meta_loss
 from .lake import LAKE_PUBLISHED, LakeResult, score_lake
-from .methods import (FOMAML, MAML, METHODS, Baseline, BaselinePP, Distill, MatchingNetwork, MetaLSTM, MetaSGD,
-                      Method, ProtoNet, ProtoNetMultiTask, Reptile, Siamese)
+from .methods import (FOMAML, MAML, MANN, METHODS, Baseline, BaselinePP, Distill, LSTMLearner, MatchingNetwork,
+                      MetaLSTM, MetaSGD, Method, ProtoNet, ProtoNetMultiTask, Reptile, Siamese)
 from .training import History, fit, train
 
 __version__ = "0.1.0"
@@ -34,7 +34,9 @@ __all__ = [
     "Baseline",
     "BaselinePP",
     "Distill",
+    "LSTMLearner",
     "MAML",
+    "MANN",
     "METHODS",
     "MatchingNetwork",
     "MetaLSTM",

@@ -6,6 +6,7 @@ from .digits import load_digits
 from .episodes import Episode, EpisodeSampler
 from .folder import load_image, load_image_folder
 from .lake import LakeRuns, load_lake_runs
+from .sequences import SequenceEpisode, SequenceSampler
 from .omniglot import SPLITS, IncompleteDataWarning, default_root, load_omniglot, rotate
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "FewShotDataset",
     "IncompleteDataWarning",
     "LakeRuns",
+    "SequenceEpisode",
+    "SequenceSampler",
     "default_root",
     "load_digits",
     "load_image",

@@ -8,6 +8,7 @@ from .base import Config, EpisodicConfig, Method
 from .baseline import Baseline, BaselinePP
 from .distill import Distill
 from .maml import FOMAML, MAML, Reptile
+from .mann import MANN, LSTMLearner
 from .matching import MatchingNetwork
 from .metalstm import MetaLSTM
 from .metasgd import MetaSGD
@@ -17,8 +18,8 @@ from .siamese import Siamese
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (Siamese, MatchingNetwork, ProtoNet, MAML, FOMAML, Reptile,
                                                           MetaSGD, MetaLSTM, Baseline, BaselinePP, Distill,
-                                                          ProtoNetMultiTask)}
+                                                          ProtoNetMultiTask, LSTMLearner, MANN)}
 
-__all__ = ["FOMAML", "MAML", "METHODS", "Baseline", "BaselinePP", "Config", "Distill", "EpisodicConfig",
+__all__ = ["FOMAML", "LSTMLearner", "MAML", "MANN", "METHODS", "Baseline", "BaselinePP", "Config", "Distill", "EpisodicConfig",
            "MatchingNetwork", "MetaLSTM", "MetaSGD", "Method", "ProtoNet", "ProtoNetMultiTask", "Reptile",
            "Siamese"]

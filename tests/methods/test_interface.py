@@ -16,7 +16,7 @@ from fewshot_tutorial.methods import METHODS, Method
 from tests.conftest import make_tiny_omniglot
 
 SMALL = {"hidden": 8, "image_size": 16, "train_way": 3, "train_shot": 1, "train_query": 2, "meta_batch": 2,
-         "batch_size": 8, "inner_steps": 1, "test_steps": 1, "n_classes": 6}
+         "batch_size": 8, "inner_steps": 1, "test_steps": 1, "n_classes": 6, "seq_length": 12}
 PRETRAINED = ("baseline", "baseline++", "distill", "protonet-multitask")  # class batches over all training classes
 
 
@@ -39,7 +39,7 @@ def tiny_data(n_classes: int = 6, device: str | torch.device = "cpu") -> FewShot
 
 def test_every_method_is_registered_under_its_name():
     assert set(METHODS) == {"siamese", "matching", "protonet", "maml", "fomaml", "reptile",
-                            "metasgd", "metalstm", "baseline", "baseline++", "distill", "protonet-multitask"}
+                            "metasgd", "metalstm", "baseline", "baseline++", "distill", "protonet-multitask", "lstm", "mann"}
     for name, cls in METHODS.items():
         assert cls.name == name and issubclass(cls.Config, METHODS[name].Config)
         json.dumps(cls().config.as_dict())  # JSON-able: what a checkpoint stores
@@ -167,7 +167,7 @@ def test_cli_trains_and_evaluates_every_method(name, tmp_path, capsys):
         flags += ["--batch-size", "8", "--n-classes", "8"]
         if name == "distill":
             flags += ["--teacher-checkpoint", str(save_model(tmp_path / "teacher.pt", small("baseline", n_classes=8)))]
-    if name not in PRETRAINED or name == "protonet-multitask":  # episodes (the multi-task ProtoNet: both)
+    if (name not in PRETRAINED or name == "protonet-multitask") and name not in ("lstm", "mann"):  # episodes
         flags += ["--train-way", "3", "--train-query", "2"] if name != "siamese" else ["--batch-size", "8"]
     flags += ["--meta-batch", "2", "--test-steps", "1"] if name in ("maml", "fomaml", "reptile", "metasgd",
                                                                           "metalstm") else []
