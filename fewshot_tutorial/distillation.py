@@ -42,8 +42,10 @@ def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            temperature: float = 4.0, soft_weight: float = 0.9) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+    temperature: float = 4.0, soft_weight: float = 0.9,
+) -> torch.Tensor:
     """Hinton et al.'s distillation loss, {eq}`eq-kd-loss`: ``[B, N], [B, N], [B] -> []``.
 
     ``soft_weight T^2 KL(p_t^T || p_s^T) + (1 - soft_weight) CE(z_s, y)`` with ``p^T = softmax(z / T)``,

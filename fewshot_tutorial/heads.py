@@ -29,7 +29,9 @@ from .distances import cosine_similarity
 HEAD_KINDS = ("linear", "cosine")
 
 
-def cosine_logits(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+def cosine_logits(
+    z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | float
+) -> torch.Tensor:
     """``s * cos(z, w_k)``: ``z [B, D], weight [n_classes, D] -> [B, n_classes]``.
 
     Implements {eq}`eq-cosine-head`. Logits are bounded by ``|s|``, so the scale ``s``
@@ -166,13 +168,27 @@ def logistic_regression(support_z: torch.Tensor, support_y: torch.Tensor, n_way:
     lam = 1.0 / (c * len(x))
     step, q = 1.0 / (1.0 + lam), lam / (1.0 + lam)
     beta = (1 - math.sqrt(q)) / (1 + math.sqrt(q))
-    params = [torch.zeros(n_way, x.shape[1], device=x.device, dtype=x.dtype),
-              torch.zeros(n_way, device=x.device, dtype=x.dtype)]
-    previous = [p.clone() for p in params]
-    with torch.enable_grad(), no_autocast(x):
+    w, b = (torch.zeros(n_way, x.shape[1], device=x.device, dtype=x.dtype),
+            torch.zeros(n_way, device=x.device, dtype=x.dtype))
+    w0, b0 = w, b
+    onehot = F.one_hot(support_y, n_way).to(x.dtype)
+    with torch.no_grad(), no_autocast(x):
         for _ in range(steps):
-            look = [(p + beta * (p - p0)).requires_grad_() for p, p0 in zip(params, previous)]
-            loss = F.cross_entropy(F.linear(x, *look), support_y) + lam / 2 * look[0].pow(2).sum()
-            grads = torch.autograd.grad(loss, look)
-            previous, params = params, [(p - step * g).detach() for p, g in zip(look, grads)]
-    return params[0], params[1]
+            lw, lb = w + beta * (w - w0), b + beta * (b - b0)  # Nesterov's look-ahead point
+            gw, gb = logistic_regression_gradient(x, onehot, lw, lb, lam)
+            (w0, b0), (w, b) = (w, b), (lw - step * gw, lb - step * gb)
+    return w, b
+
+
+def logistic_regression_gradient(x: torch.Tensor, onehot: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                                 lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of ``mean_i CE(W x_i + b, y_i) + lam ||W||^2 / 2`` in closed form.
+
+    With ``P = softmax(X W^T + b)`` and ``Y`` the one-hot labels, it is
+    ``((P - Y)^T X / S + lam W, sum_i (P - Y)_i / S)``; ``x [S, D], onehot [S, n_way],
+    w [n_way, D], b [n_way] -> ([n_way, D], [n_way])``. (No autograd: a few small
+    matrix products per step, which makes the 300 steps of :func:`logistic_regression`
+    several times cheaper on a CPU.)
+    """
+    residual = ((x @ w.T + b).softmax(-1) - onehot) / len(x)  # [S, n_way]
+    return residual.T @ x + lam * w, residual.sum(0)

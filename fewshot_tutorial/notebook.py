@@ -98,9 +98,10 @@ def results_dir() -> Path:
     return _user_cache() / "results"
 
 
-def _key(name: str, config: dict[str, Any]) -> Path:
+def _key(name: str, config: dict[str, Any], suffix: str) -> Path:
+    """``<results>/<name>-<hash of config><suffix>`` (a dot in ``name``, as in ``lam-0.5``, stays in the name)."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return results_dir() / f"{name}-{digest}"
+    return results_dir() / f"{name}-{digest}{suffix}"
 
 
 def load_or_compute(name: str, config: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def load_or_compute(name: str, config: dict[str, Any], compute: Callable[[], dic
 
     Set ``FEWSHOT_RECOMPUTE=1`` to ignore stored results.
     """
-    path = _key(name, config).with_suffix(".json")
+    path = _key(name, config, ".json")
     if path.is_file() and os.environ.get("FEWSHOT_RECOMPUTE") != "1":
         return json.loads(path.read_text())["result"]
     result = compute()
@@ -131,7 +132,7 @@ def load_or_train(name: str, config: dict[str, Any], model: nn.Module,
     stores it (its name and config), so every model a chapter trains can also be loaded
     with ``load_model`` or given to the command line (``evaluate --checkpoint``).
     """
-    path = _key(name, config).with_suffix(".pt")
+    path = _key(name, config, ".pt")
     if path.is_file() and os.environ.get("FEWSHOT_RECOMPUTE") != "1":
         state, saved = load_checkpoint(path, map_location=device)
         model.load_state_dict(state)

@@ -186,3 +186,21 @@ def test_source_lines_shows_the_code_without_docstrings_and_input_checks():
     assert shown.startswith("# fewshot_tutorial/methods/protonet.py  (1 input check not shown)")
     assert "return 2.0 * protos, -protos.pow(2).sum(-1)" in shown
     assert '"""' not in shown and "raise" not in shown
+
+
+def test_angular_spread_matches_a_loop():
+    from fewshot_tutorial.metrics import angular_spread
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 5, 3, generator=g, dtype=torch.float64)
+    within, between = angular_spread(z)
+    unit = [[v / v.norm() for v in cls] for cls in z]
+    means = [sum(cls) / len(cls) for cls in unit]
+    means = [m / m.norm() for m in means]
+    w = sum(1 - float(v @ means[c]) for c, cls in enumerate(unit) for v in cls) / 20
+    b = sum(1 - float(means[i] @ means[j]) for i in range(4) for j in range(4) if i != j) / 12
+    assert within == pytest.approx(w) and between == pytest.approx(b)
+    tight = z[:, :1].expand(-1, 5, -1) * torch.rand(1, 5, 1, generator=g, dtype=torch.float64)  # scaled copies
+    assert angular_spread(tight)[0] == pytest.approx(0, abs=1e-12)  # lengths do not count, only angles
+    with pytest.raises(ValueError):
+        angular_spread(z[:1])

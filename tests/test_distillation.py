@@ -97,3 +97,14 @@ def test_kd_loss_bad_input():
         kd_loss(z_s, z_t, y, 2.0, 1.5)
     with pytest.raises(ValueError, match="one output per teacher class"):
         kd_loss(z_s, z_t[:, :3], y)
+
+
+def test_exercise_high_temperature_kl_is_half_the_squared_logit_distance():
+    """Chapter 7, exercise 2: T^2 KL(q^T || p^T) -> ||z - v||^2 / (2C) for zero-mean logits."""
+    g = torch.Generator().manual_seed(0)
+    c = 10
+    z, v = torch.randn(1, c, generator=g, dtype=torch.float64), torch.randn(1, c, generator=g, dtype=torch.float64)
+    z, v = z - z.mean(), v - v.mean()
+    limit = ((z - v) ** 2).sum() / (2 * c)
+    errors = [abs(t**2 * soft_target_kl(z, v, t) - limit) / limit for t in (10.0, 100.0, 1000.0)]
+    assert errors[2] < 2e-3 and errors[2] < errors[1] < errors[0]  # shrinks like 1 / T

@@ -13,6 +13,7 @@ from fewshot_tutorial.heads import (
     finetune_head,
     head_logits,
     logistic_regression,
+    logistic_regression_gradient,
     minibatch_indices,
 )
 
@@ -107,3 +108,25 @@ def test_logistic_regression_reaches_the_optimum(n_way, n_shot):
     assert (F.linear(x, w, b).argmax(-1) == y).all()
     with pytest.raises(ValueError, match="c must be > 0"):
         logistic_regression(z, y, n_way, c=0.0)
+
+
+def test_exercise_scale_for_ninety_percent():
+    """Chapter 7, exercise 3: s = ln(9 (C - 1)) / 2 gives a bound of exactly 0.9."""
+    import math
+
+    for c, rounded in ((964, 4.534), (5, 1.792)):
+        s = math.log(9 * (c - 1)) / 2
+        assert cosine_softmax_bound(s, c) == pytest.approx(0.9, abs=1e-12)
+        assert round(s, 3) == rounded and cosine_softmax_bound(rounded, c) == pytest.approx(0.9, abs=1e-4)
+
+
+def test_logistic_regression_gradient_matches_autograd():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    w = torch.randn(3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    loss = F.cross_entropy(F.linear(x, w, b), y) + 0.3 / 2 * w.pow(2).sum()
+    expected = torch.autograd.grad(loss, (w, b))
+    got = logistic_regression_gradient(x, F.one_hot(y, 3).double(), w.detach(), b.detach(), 0.3)
+    for e, o in zip(expected, got):
+        torch.testing.assert_close(o, e, rtol=1e-12, atol=1e-12)

@@ -198,3 +198,15 @@ def test_load_or_train_stores_a_method_the_cli_can_load(tmp_path, monkeypatch):
     assert calls == [1] and hist2 == hist           # loaded, not trained again
     plain, _ = load_or_train("plain", {"a": 1}, torch.nn.Linear(2, 2), fake_fit)
     assert calls == [1, 1] and len(list(tmp_path.glob("plain-*.pt"))) == 1
+
+
+def test_stored_results_whose_names_hold_a_dot_do_not_collide(tmp_path, monkeypatch):
+    """``lam-0.5`` and ``lam-0.1`` are two results, not one file ``lam-0.json``."""
+    from fewshot_tutorial.notebook import load_or_compute
+
+    monkeypatch.setenv("FEWSHOT_RESULTS", str(tmp_path))
+    monkeypatch.delenv("FEWSHOT_RECOMPUTE", raising=False)
+    assert load_or_compute("lam-0.5", {"a": 1}, lambda: {"v": 5}) == {"v": 5}
+    assert load_or_compute("lam-0.1", {"a": 1}, lambda: {"v": 1}) == {"v": 1}
+    assert load_or_compute("lam-0.5", {"a": 1}, lambda: {"v": -1}) == {"v": 5}  # stored, not recomputed
+    assert len(list(tmp_path.glob("lam-*.json"))) == 2

@@ -169,11 +169,13 @@ class Baseline(Method):
         if c.head_kind == "nearest_mean":
             return -squared_euclidean(query_z, class_means(support_z, support_y, n_way))
         if c.head_kind == "logreg":
-            w, b = logistic_regression(support_z, support_y, n_way, c.logreg_c, c.logreg_steps)
+            w, b = logistic_regression(support_z, support_y, n_way, c.logreg_c,
+                                       c.logreg_steps)
             return F.linear(F.normalize(upcast(query_z), dim=-1), w, b)
         scale = self.classifier.scale.detach() if self.classifier_kind == "cosine" else None
-        w, b = finetune_head(support_z, support_y, n_way, self.classifier_kind, scale, c.finetune_steps,
-                             c.finetune_lr, c.finetune_momentum, c.finetune_weight_decay, c.finetune_batch_size)
+        w, b = finetune_head(support_z, support_y, n_way, self.classifier_kind, scale,
+                             c.finetune_steps, c.finetune_lr, c.finetune_momentum,
+                             c.finetune_weight_decay, c.finetune_batch_size)
         return head_logits(query_z, w, b, scale)
 
 

@@ -129,5 +129,6 @@ class Distill(Baseline):
         with torch.no_grad():
             teacher_logits = self.teacher.logits(x)
         logits = self.logits(x)
-        loss = kd_loss(logits, teacher_logits, y, self.config.temperature, self.config.soft_weight)
+        c = self.config
+        loss = kd_loss(logits, teacher_logits, y, c.temperature, c.soft_weight)
         return with_accuracy(loss, logits, y)

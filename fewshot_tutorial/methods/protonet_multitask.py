@@ -101,7 +101,9 @@ class ProtoNetMultiTask(ProtoNet):
         w = self.weighting.weights.detach()
         return float(w[0]), float(w[1])
 
-    def loss(self, batch: tuple[Episode, ClassBatch]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, batch: tuple[Episode, ClassBatch]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """``lam L_episodic + (1 - lam) L_class``, or {eq}`eq-uncertainty-weighting` over the two losses."""
         episode, (x, y) = batch
         episodic, stats = super().loss(episode)
@@ -112,6 +114,7 @@ class ProtoNetMultiTask(ProtoNet):
             total = self.weighting(torch.stack([upcast(episodic), classification]))
         if total.device.type != "meta":
             w_episodic, w_class = self.loss_weights()
-            stats = {**stats, "loss_episodic": float(episodic.detach()), "loss_class": float(classification.detach()),
+            stats = {**stats, "loss_episodic": float(episodic.detach()),
+                     "loss_class": float(classification.detach()),
                      "weight_episodic": w_episodic, "weight_class": w_class}
         return total, stats
