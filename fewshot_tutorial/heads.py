@@ -32,21 +32,21 @@ HEAD_KINDS = ("linear", "cosine")
 def cosine_logits(
     z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | float
 ) -> torch.Tensor:
-    """``s * cos(z, w_k)``: ``z [B, D], weight [n_classes, D] -> [B, n_classes]``.
+    """``rho * cos(z, w_k)``: ``z [B, D], weight [n_classes, D] -> [B, n_classes]``.
 
-    Implements {eq}`eq-cosine-head`. Logits are bounded by ``|s|``, so the scale ``s``
-    sets how peaked the softmax can get (at ``s = 1`` no class can reach even 50%
+    Implements {eq}`eq-cosine-head`. Logits are bounded by ``|rho|``, so the scale ``rho``
+    sets how peaked the softmax can get (at ``rho = 1`` no class can reach even 1%
     probability among 964).
     """
     return scale * cosine_similarity(z, weight)
 
 
 def cosine_softmax_bound(scale: float, n_classes: int) -> float:
-    """The largest probability a cosine head ``s * cos(z, w_k)`` can give one class of ``n_classes``.
+    """The largest probability a cosine head ``rho * cos(z, w_k)`` can give one class of ``n_classes``.
 
-    Every logit lies in ``[-s, s]``, so ``p_k <= e^s / (e^s + (n_classes - 1) e^{-s})``,
+    Every logit lies in ``[-rho, rho]``, so ``p_k <= e^rho / (e^rho + (n_classes - 1) e^-rho)``,
     {eq}`eq-cosine-bound`, reached when ``z`` points along ``w_k`` and every other
-    weight vector points the opposite way. At ``s = 1`` and 964 classes it is 0.0076:
+    weight vector points the opposite way. At ``rho = 1`` and 964 classes it is 0.0076:
     a cosine head needs its scale to become confident.
     """
     if not scale > 0 or n_classes < 2:
@@ -55,13 +55,13 @@ def cosine_softmax_bound(scale: float, n_classes: int) -> float:
 
 
 class CosineClassifier(nn.Module):
-    """Baseline++'s head: one weight vector per class, logits ``s * cos(z, w_k)``.
+    """Baseline++'s head: one weight vector per class, logits ``rho * cos(z, w_k)``.
 
     Args:
         in_features: ``D``; n_classes: outputs.
-        scale: initial ``s`` (10 by default, our choice: large enough that a softmax over
+        scale: initial ``rho`` (10 by default, our choice: large enough that a softmax over
             hundreds of classes can become confident).
-        learn_scale: train ``s`` with the weights (else it stays fixed, still stored).
+        learn_scale: train ``rho`` with the weights (else it stays fixed, still stored).
 
     Shapes:
         ``z: [B, D] -> [B, n_classes]``
@@ -79,7 +79,7 @@ class CosineClassifier(nn.Module):
 
 def head_logits(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 scale: torch.Tensor | float | None = None) -> torch.Tensor:
-    """Logits of a fitted head: ``z W^T + b`` (``scale`` None) or ``s * cos(z, w_k)``: ``[B, D] -> [B, n_way]``."""
+    """Logits of a fitted head: ``z W^T + b`` (``scale`` None) or ``rho * cos(z, w_k)``: ``[B, D] -> [B, n_way]``."""
     if scale is None:
         return F.linear(upcast(z), weight, bias)
     return cosine_logits(z, weight, scale)
@@ -119,7 +119,7 @@ def finetune_head(
     if kind not in HEAD_KINDS:
         raise ValueError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
     if kind == "cosine" and scale is None:
-        raise ValueError("a cosine head needs its scale s; pass scale=")
+        raise ValueError("a cosine head needs its scale rho; pass scale=")
     check_labels(support_y, n_way)
     z, dev = upcast(support_z.detach()), support_z.device
     g = torch.Generator().manual_seed(seed)

@@ -1,8 +1,8 @@
 """Weighting several losses on one network: fixed weights, or learned ones (Kendall et al. 2018).
 
 With homoscedastic task uncertainty ``sigma_i`` the weighted loss is
-``sum_i L_i / (2 sigma_i^2) + log sigma_i``; in ``s_i = log sigma_i^2`` (finite gradients
-for any ``s_i``) it reads ``sum_i exp(-s_i) L_i / 2 + s_i / 2``, {eq}`eq-uncertainty-weighting`.
+``sum_i L_i / (2 sigma_i^2) + log sigma_i``; in ``nu_i = log sigma_i^2`` (finite gradients
+for any ``nu_i``) it reads ``sum_i exp(-nu_i) L_i / 2 + nu_i / 2``, {eq}`eq-uncertainty-weighting`.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ def fixed_weighting(loss1: torch.Tensor, loss2: torch.Tensor, lam: float) -> tor
 
 
 class UncertaintyWeighting(nn.Module):
-    """Learned loss weights: ``sum_i exp(-s_i) L_i / 2 + s_i / 2``, {eq}`eq-uncertainty-weighting`.
+    """Learned loss weights: ``sum_i exp(-nu_i) L_i / 2 + nu_i / 2``, {eq}`eq-uncertainty-weighting`.
 
-    ``s_i = log sigma_i^2`` is a parameter (``log_var``, ``[n_tasks]``, initially 0: all
+    ``nu_i = log sigma_i^2`` is a parameter (``log_var``, ``[n_tasks]``, initially 0: all
     weights 1/2). Optimise it with the network (put it in the method's
     :meth:`~fewshot_tutorial.methods.Method.param_groups`).
 
     Why it does not just drive the weights to zero: for fixed ``L_i > 0`` the term
-    ``f(s) = exp(-s) L_i / 2 + s / 2`` has ``f'(s) = (1 - exp(-s) L_i) / 2``, zero only at
-    ``exp(s) = L_i``, and ``f''(s) = exp(-s) L_i / 2 > 0``: the unique minimum is
-    ``sigma_i^2 = L_i``. A task's weight ``exp(-s_i) / 2`` thus tends to ``1 / (2 L_i)``:
-    a noisier (larger-loss) task counts less, and the ``s_i / 2`` term (``log sigma_i``)
+    ``f(nu) = exp(-nu) L_i / 2 + nu / 2`` has ``f'(nu) = (1 - exp(-nu) L_i) / 2``, zero only at
+    ``exp(nu) = L_i``, and ``f''(nu) = exp(-nu) L_i / 2 > 0``: the unique minimum is
+    ``sigma_i^2 = L_i``. A task's weight ``exp(-nu_i) / 2`` thus tends to ``1 / (2 L_i)``:
+    a noisier (larger-loss) task counts less, and the ``nu_i / 2`` term (``log sigma_i``)
     stops every weight from collapsing to zero.
 
     Shapes:
@@ -46,7 +46,7 @@ class UncertaintyWeighting(nn.Module):
 
     @property
     def weights(self) -> torch.Tensor:
-        """The current weight ``exp(-s_i) / 2`` of each loss: ``[n_tasks]``."""
+        """The current weight ``exp(-nu_i) / 2`` of each loss: ``[n_tasks]``."""
         return torch.exp(-self.log_var) / 2
 
     def forward(self, losses: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -54,5 +54,5 @@ class UncertaintyWeighting(nn.Module):
             losses = torch.stack(list(losses))
         if losses.shape != self.log_var.shape:
             raise ValueError(f"expected {self.log_var.numel()} losses, got shape {tuple(losses.shape)}")
-        s = self.log_var
-        return (torch.exp(-s) * losses / 2 + s / 2).sum()
+        nu = self.log_var  # nu_i = log sigma_i^2
+        return (torch.exp(-nu) * losses / 2 + nu / 2).sum()

@@ -5,8 +5,8 @@ Transfer learning instead of meta-learning: pre-train a Conv4 and a classifier o
 freeze the backbone and fit a new classifier on the support set's embeddings.
 
 * ``Baseline``: a linear classifier ``z W^T + b``;
-* ``Baseline++``: a cosine classifier ``s * cos(z, w_k)``, {eq}`eq-cosine-head`, with a
-  learned scale ``s`` initialised at 10 (our choice; see :class:`~fewshot_tutorial.heads.CosineClassifier`).
+* ``Baseline++``: a cosine classifier ``rho * cos(z, w_k)``, {eq}`eq-cosine-head`, with a
+  learned scale ``rho`` initialised at 10 (our choice; see :class:`~fewshot_tutorial.heads.CosineClassifier`).
 
 At test time (``head_kind``): ``"finetune"`` trains a new head of the same kind on the
 support set (:func:`~fewshot_tutorial.heads.finetune_head`, Chen et al.'s settings);
@@ -93,13 +93,13 @@ class BaselineConfig(Config):
 
 @dataclasses.dataclass
 class BaselinePPConfig(BaselineConfig):
-    """Baseline++: the cosine classifier's scale ``s`` (initial value, learned or fixed)."""
+    """Baseline++: the cosine classifier's scale ``rho`` (initial value, learned or fixed)."""
 
     scale: float = 10.0
     learn_scale: bool = True
 
-    help: ClassVar[dict[str, str]] = {**BaselineConfig.help, "scale": "initial scale s of the cosine head",
-                                      "learn_scale": "train the scale s with the weights"}
+    help: ClassVar[dict[str, str]] = {**BaselineConfig.help, "scale": "initial scale rho of the cosine head",
+                                      "learn_scale": "train the scale rho with the weights"}
     checks: ClassVar[dict[str, Callable[[Any], None]]] = {**BaselineConfig.checks, "scale": _positive("scale")}
 
 
@@ -180,7 +180,7 @@ class Baseline(Method):
 
 
 class BaselinePP(Baseline):
-    """Baseline++: a Conv4 and a cosine classifier ``s * cos(z, w_k)`` over all training classes."""
+    """Baseline++: a Conv4 and a cosine classifier ``rho * cos(z, w_k)`` over all training classes."""
 
     name = "baseline++"
     Config = BaselinePPConfig
