@@ -7,7 +7,7 @@ true labels:
 ``L = soft_weight T^2 KL(softmax(z_t / T) || softmax(z_s / T)) + (1 - soft_weight) CE(z_s, y)``, {eq}`eq-kd-loss`.
 
 The ``T^2`` keeps the soft term's gradient of the same size at every temperature,
-{eq}`eq-kd-t2`; for large ``T`` that gradient tends to ``(z_s - z_t) / (N T^2)`` per
+{eq}`eq-kd-grad`; for large ``T`` that gradient tends to ``(z_s - z_t) / (N T^2)`` per
 example (zero-mean logits, ``N`` classes), so distillation becomes matching logits,
 {eq}`eq-kd-high-t`.
 """

@@ -34,15 +34,19 @@ WEIGHTINGS = ("fixed", "uncertainty")
 class ProtoNetMultiTaskConfig(ProtoNetConfig):
     """ProtoNet's config, the classifier over ``n_classes`` training classes and the weighting.
 
-    ``lam`` is the episodic loss's weight when ``weighting="fixed"`` (1: ProtoNet alone;
-    0: the classifier alone, a Baseline trained on episodes' worth of images); with
-    ``weighting="uncertainty"`` both weights are learned and ``lam`` is unused.
+    ``lam`` is the episodic loss's weight when ``weighting="fixed"`` (1: ProtoNet alone,
+    the class batch is not even drawn through the network; 0: the classifier alone); with
+    ``weighting="uncertainty"`` both weights are learned, ``lam`` is unused, and the
+    log-variances ``nu_i`` have their own rate ``weight_lr`` (one scalar each: at the
+    network's rate of about 1e-3 they would need thousands of steps to reach their
+    optimum {eq}`eq-uncertainty-optimum`).
     """
 
     n_classes: int = 964
     batch_size: int = 64
     weighting: str = "uncertainty"
     lam: float = 0.5
+    weight_lr: float = 0.05
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {**ProtoNetConfig.choices, "weighting": WEIGHTINGS}
     help: ClassVar[dict[str, str]] = {
@@ -51,10 +55,11 @@ class ProtoNetMultiTaskConfig(ProtoNetConfig):
         "batch_size": "images per class batch of the classification loss",
         "weighting": "fixed lam, or learned uncertainty weights (Kendall et al. 2018)",
         "lam": "weight of the episodic loss when weighting is fixed",
+        "weight_lr": "learning rate of the learned log-variances nu_i",
     }
     checks: ClassVar[dict[str, Callable[[Any], None]]] = {
         **ProtoNetConfig.checks, "n_classes": _positive("n_classes"), "batch_size": _positive("batch_size"),
-        "lam": _check("lam", lambda v: 0 <= v <= 1, "in [0, 1]")}
+        "lam": _check("lam", lambda v: 0 <= v <= 1, "in [0, 1]"), "weight_lr": _positive("weight_lr")}
 
 
 class _Paired:
@@ -94,6 +99,14 @@ class ProtoNetMultiTask(ProtoNet):
         return _Paired(EpisodeSampler(dataset, c.train_way, c.train_shot, c.train_query, seed=seed),
                        ClassBatchSampler(dataset, c.batch_size, seed=None if seed is None else seed + 1))
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The network at the optimiser's rate; the learned log-variances at ``weight_lr``."""
+        if self.weighting is None:
+            return super().param_groups()
+        own = {id(p) for p in self.weighting.parameters()}
+        return [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in own]},
+                {"params": list(self.weighting.parameters()), "lr": self.config.weight_lr}]
+
     def loss_weights(self) -> tuple[float, float]:
         """The current weights of (episodic, classification) losses."""
         if self.weighting is None:
@@ -106,10 +119,13 @@ class ProtoNetMultiTask(ProtoNet):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """``lam L_episodic + (1 - lam) L_class``, or {eq}`eq-uncertainty-weighting` over the two losses."""
         episode, (x, y) = batch
-        episodic, stats = super().loss(episode)
-        classification = F.cross_entropy(upcast(self.classifier(self.backbone(x))), y)
+        lam = self.config.lam if self.weighting is None else None
+        zero = episode.query_x.new_zeros(())
+        episodic, stats = super().loss(episode) if lam != 0 else (zero, {})
+        classification = (F.cross_entropy(upcast(self.classifier(self.backbone(x))), y)
+                          if lam != 1 else zero)  # lam = 1: ProtoNet alone, exactly
         if self.weighting is None:
-            total = fixed_weighting(episodic, classification, self.config.lam)
+            total = fixed_weighting(episodic, classification, lam)
         else:
             total = self.weighting(torch.stack([upcast(episodic), classification]))
         if total.device.type != "meta":

@@ -61,3 +61,35 @@ def test_the_classifier_must_have_one_output_per_training_class():
         ProtoNetMultiTask(**{**SMALL, "n_classes": 9}).batches(tiny_data(), seed=0)
     with pytest.raises(ValueError, match="lam must be in"):
         ProtoNetMultiTask(lam=1.5)
+
+
+def test_lam_one_is_protonet_alone_and_leaves_the_class_batch_out():
+    torch.manual_seed(0)
+    model = ProtoNetMultiTask(weighting="fixed", lam=1.0, **SMALL)
+    episode, (x, y) = one_batch(model)
+    stats_before = model.backbone.state_dict()
+    before = {k: v.clone() for k, v in stats_before.items() if "running" in k}
+    total, _ = model.loss((episode, (x, y)))
+    total.backward()
+    assert model.classifier.weight.grad is None  # the classifier was not used
+    proto = ProtoNet(**{k: v for k, v in SMALL.items() if k not in ("batch_size", "n_classes")})
+    torch.manual_seed(0)
+    proto.backbone.load_state_dict(model.backbone.state_dict())
+    # one forward pass each: the running statistics moved by the episode alone
+    model2 = ProtoNetMultiTask(weighting="fixed", lam=1.0, **SMALL)
+    model2.backbone.load_state_dict({**model.backbone.state_dict(), **before})
+    proto.backbone.load_state_dict({**model.backbone.state_dict(), **before})
+    model2.loss((episode, (x, y)))
+    F.cross_entropy(proto.predict(episode), episode.query_y)
+    for k in before:
+        torch.testing.assert_close(model2.backbone.state_dict()[k], proto.backbone.state_dict()[k])
+
+
+def test_the_learned_log_variances_have_their_own_rate():
+    model = ProtoNetMultiTask(weighting="uncertainty", weight_lr=0.2, **SMALL)
+    groups = model.optimizer(1e-3).param_groups
+    assert len(groups) == 2 and groups[1]["lr"] == 0.2 and groups[0]["lr"] == 1e-3
+    assert groups[1]["params"][0] is model.weighting.log_var
+    n_params = sum(len(g["params"]) for g in groups)
+    assert n_params == len([p for p in model.parameters() if p.requires_grad])
+    assert len(ProtoNetMultiTask(weighting="fixed", **SMALL).optimizer(1e-3).param_groups) == 1
