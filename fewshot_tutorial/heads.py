@@ -103,8 +103,9 @@ def finetune_head(
 
     Each step is ``torch.optim.SGD``'s: ``v <- mu v + (g + lambda w)``, ``w <- w - lr v``,
     on the cross-entropy of a mini-batch of ``batch_size`` support embeddings. The
-    defaults (100 steps, rate 0.01, momentum 0.9, weight decay 1e-3, batches of 4) are
-    the fine-tuning settings of Chen et al.'s Baseline.
+    defaults (100 steps, rate 0.01, momentum 0.9, weight decay 1e-3, batches of 4) follow
+    Chen et al.'s Baseline, whose code runs 100 epochs over the support set (not 100
+    steps) and adds a dampening of 0.9.
 
     Args:
         support_z: ``[S, D]`` embeddings (detached: the backbone is frozen).

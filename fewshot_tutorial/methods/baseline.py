@@ -9,7 +9,7 @@ freeze the backbone and fit a new classifier on the support set's embeddings.
   learned scale ``rho`` initialised at 10 (our choice; see :class:`~fewshot_tutorial.heads.CosineClassifier`).
 
 At test time (``head_kind``): ``"finetune"`` trains a new head of the same kind on the
-support set (:func:`~fewshot_tutorial.heads.finetune_head`, Chen et al.'s settings);
+support set (:func:`~fewshot_tutorial.heads.finetune_head`, after Chen et al.);
 ``"nearest_mean"`` classifies by the nearest class mean of the frozen embeddings;
 ``"logreg"`` fits logistic regression on L2-normalised embeddings (Tian et al. 2020).
 None of them changes the stored model.
@@ -56,8 +56,9 @@ class BaselineConfig(Config):
 
     ``n_classes`` must equal the training dataset's number of classes (964 for Omniglot's
     background split); it is in the config so that a checkpoint rebuilds the classifier.
-    The fine-tuning defaults are Chen et al.'s (100 steps of SGD, rate 0.01, momentum
-    0.9, weight decay 1e-3, batches of 4).
+    The fine-tuning defaults follow Chen et al. (100 steps of SGD, rate 0.01, momentum
+    0.9, weight decay 1e-3, batches of 4; their code runs 100 epochs over the support
+    set and adds a dampening of 0.9).
     """
 
     n_classes: int = 964
