@@ -6,7 +6,8 @@ Commands::
     train      train any method (``train METHOD --help`` lists its flags) and save a checkpoint
     evaluate   score the pixel baseline or a checkpoint on N-way K-shot episodes of
                Omniglot, or of your own ``<class>/<images>`` folder (``--folder``), or
-               on Lake et al.'s 20 one-shot runs (``--lake``)
+               on Lake et al.'s 20 one-shot runs (``--lake``), or on episodes sampled
+               with Lake's protocol (``--within-alphabet``)
 
 The flags of ``train METHOD`` are made from the method's config dataclass, so the
 command line trains through the very code the notebooks use (``fit``), and a user's
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folder", default=None, help="your own <class>/<images> folder instead of Omniglot")
     p.add_argument("--lake", action="store_true",
                    help="Lake et al.'s 20 one-shot runs (20-way 1-shot, 400 trials) instead of sampled episodes")
+    p.add_argument("--within-alphabet", action="store_true",
+                   help="Lake's protocol for sampled episodes: one alphabet per episode, support and "
+                        "queries by different drawers")
     p.add_argument("--way", type=positive_int, default=5, help="classes per test episode (N)")
     p.add_argument("--shot", type=positive_int, default=1, help="support images per class (K)")
     p.add_argument("--query", type=positive_int, default=15, help="query images per class")
@@ -169,16 +173,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              + ("Lake's runs are 20-way" if args.lake else f"use --way {config.train_way}"))
     if args.lake:
         return _evaluate_lake(args, predict, name, size, device)
+    if args.within_alphabet and args.folder:
+        raise ValueError("--within-alphabet needs Omniglot's alphabets; it does not apply to --folder")
     if args.folder:
         data, where = load_image_folder(args.folder, image_size=size), args.folder
     else:
         data, where = load_omniglot(args.root, split=args.split, image_size=size, download=args.download), args.split
     n = args.episodes or profile.eval_episodes
-    res = evaluate(predict, data, args.way, args.shot, args.query, n, seed=args.seed, device=device)
+    res = evaluate(predict, data, args.way, args.shot, args.query, n, seed=args.seed, device=device,
+                   within_alphabet=args.within_alphabet)
+    protocol = ", within alphabets, across drawers" if args.within_alphabet else ""
     if args.json:
-        print(json.dumps({"method": name, "data": where, "way": args.way, "shot": args.shot, **res.as_dict()}))
+        print(json.dumps({"method": name, "data": where, "way": args.way, "shot": args.shot,
+                          "within_alphabet": args.within_alphabet, **res.as_dict()}))
     else:
-        print(f"{name} on {where}, {args.way}-way {args.shot}-shot: {res}")
+        print(f"{name} on {where}, {args.way}-way {args.shot}-shot{protocol}: {res}")
     return 0
 
 

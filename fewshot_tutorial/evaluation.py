@@ -134,6 +134,7 @@ def evaluate(
     precision: str | None = None,
     cache: bool = True,
     return_episodes: bool = False,
+    within_alphabet: bool = False,
 ) -> EvalResult:
     """Accuracy on ``n_episodes`` seeded episodes.
 
@@ -153,6 +154,9 @@ def evaluate(
         cache: for a method with an embedding, embed every image once and score the
             episodes from the embeddings (the same episodes and, in eval mode, the
             same logits, tens of times cheaper).
+        within_alphabet: Lake et al.'s protocol: the classes of an episode are characters
+            of one alphabet, support and queries by different drawers
+            (:class:`~fewshot_tutorial.data.within_alphabet.WithinAlphabetSampler`).
 
     Returns:
         :class:`EvalResult` (mean accuracy, 95% half-width, number of episodes), with
@@ -170,7 +174,13 @@ def evaluate(
             predict = make_embedding_predict(method)
         else:
             predict = make_predict(method, device, precision)
-    sampler = EpisodeSampler(dataset, n_way, n_shot, n_query, seed=seed, n_episodes=n_episodes)
+    if within_alphabet:
+        from .data.within_alphabet import WithinAlphabetSampler
+
+        sampler: EpisodeSampler | WithinAlphabetSampler = WithinAlphabetSampler(
+            dataset, n_way, n_shot, n_query, seed=seed, n_episodes=n_episodes)
+    else:
+        sampler = EpisodeSampler(dataset, n_way, n_shot, n_query, seed=seed, n_episodes=n_episodes)
     show = n_episodes >= 100 if progress is None else progress
     accs = []
     for episode in tqdm(sampler, total=n_episodes, disable=not show, leave=False, mininterval=1.0,

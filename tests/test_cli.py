@@ -36,6 +36,17 @@ def test_evaluate_pixel_baseline(capsys):
     assert r["method"] == "pixel-nn" and r["n"] == 50 and 0.2 < r["accuracy"] < 1
 
 
+@needs_data
+def test_evaluate_within_alphabet(capsys):
+    argv = ["evaluate", "--way", "20", "--shot", "1", "--query", "1", "--episodes", "100", "--json"]
+    assert main(argv) == 0 and main([*argv, "--within-alphabet"]) == 0
+    mixed, within = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert within["within_alphabet"] and not mixed["within_alphabet"]
+    assert within["accuracy"] < mixed["accuracy"]  # lookalike classes, other drawers: harder
+    assert main(["evaluate", "--folder", "x", "--within-alphabet"]) == 2
+    assert "does not apply to --folder" in capsys.readouterr().err
+
+
 def test_bad_way_is_reported(tmp_path, capsys):
     make_tiny_omniglot(tmp_path, name="images_evaluation")
     assert main(["evaluate", "--root", str(tmp_path), "--image-size", "12", "--way", "50", "--episodes", "2"]) == 2

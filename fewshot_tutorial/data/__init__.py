@@ -7,6 +7,7 @@ from .episodes import Episode, EpisodeSampler
 from .folder import load_image, load_image_folder
 from .lake import LakeRuns, load_lake_runs
 from .sequences import SequenceEpisode, SequenceSampler
+from .within_alphabet import WithinAlphabetSampler
 from .omniglot import SPLITS, IncompleteDataWarning, default_root, load_omniglot, rotate
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "LakeRuns",
     "SequenceEpisode",
     "SequenceSampler",
+    "WithinAlphabetSampler",
     "default_root",
     "load_digits",
     "load_image",
