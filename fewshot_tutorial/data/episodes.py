@@ -141,6 +141,25 @@ def check_episode_shape(n_classes: int, n_per_class: int, n_way: int, n_shot: in
     return n_way, n_shot, n_query
 
 
+def gather_episode(dataset: FewShotDataset, classes: torch.Tensor, images: torch.Tensor, n_shot: int) -> Episode:
+    """The episode of ``classes [n_way]`` and, per class, ``images [n_way, k]`` (or one row
+    ``[1, k]`` shared by all classes): the first ``n_shot`` images of each class are its
+    support, the rest its queries; labels ``0..n_way-1`` follow the order of ``classes``."""
+    data = dataset.images
+    dev = data.device
+    x = data[classes.to(dev)[:, None], images.to(dev)]  # [n_way, k, C, H, W]
+    n_way, k = x.shape[:2]
+    labels = torch.arange(n_way, device=dev)
+    shape = data.shape[2:]
+    return Episode(
+        support_x=x[:, :n_shot].reshape(n_way * n_shot, *shape),
+        support_y=labels.repeat_interleave(n_shot),
+        query_x=x[:, n_shot:].reshape(n_way * (k - n_shot), *shape),
+        query_y=labels.repeat_interleave(k - n_shot),
+        n_way=n_way,
+    )
+
+
 class EpisodeSampler(SeededSampler[Episode]):
     """Draws N-way K-shot episodes from a :class:`FewShotDataset`, reproducibly.
 
@@ -185,16 +204,4 @@ class EpisodeSampler(SeededSampler[Episode]):
     def sample(self) -> Episode:
         """Draw the next episode."""
         classes, images = self.sample_indices()
-        data = self.dataset.images
-        dev = data.device
-        x = data[classes.to(dev)[:, None], images.to(dev)]  # [n_way, k, C, H, W]
-        labels = torch.arange(self.n_way, device=dev)
-        s, q = self.n_shot, self.n_query
-        shape = data.shape[2:]
-        return Episode(
-            support_x=x[:, :s].reshape(self.n_way * s, *shape),
-            support_y=labels.repeat_interleave(s),
-            query_x=x[:, s:].reshape(self.n_way * q, *shape),
-            query_y=labels.repeat_interleave(q),
-            n_way=self.n_way,
-        )
+        return gather_episode(self.dataset, classes, images, self.n_shot)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .dataset import FewShotDataset
-from .episodes import Episode
+from .episodes import Episode, gather_episode
 from .sampling import SeededSampler, as_int
 
 
@@ -88,11 +88,4 @@ class WithinAlphabetSampler(SeededSampler[Episode]):
     def sample(self) -> Episode:
         """Draw the next episode (labels ``0..n_way-1`` in the order the classes were drawn)."""
         classes, drawers = self.sample_indices()
-        data = self.dataset.images
-        dev = data.device
-        x = data[classes.to(dev)[:, None], drawers.to(dev)[None, :]]  # [n_way, k, C, H, W]
-        labels = torch.arange(self.n_way, device=dev)
-        s, q, shape = self.n_shot, self.n_query, data.shape[2:]
-        return Episode(support_x=x[:, :s].reshape(self.n_way * s, *shape), support_y=labels.repeat_interleave(s),
-                       query_x=x[:, s:].reshape(self.n_way * q, *shape), query_y=labels.repeat_interleave(q),
-                       n_way=self.n_way)
+        return gather_episode(self.dataset, classes, drawers[None, :], self.n_shot)
