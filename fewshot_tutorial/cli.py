@@ -8,6 +8,8 @@ Commands::
                Omniglot, or of your own ``<class>/<images>`` folder (``--folder``), or
                on Lake et al.'s 20 one-shot runs (``--lake``), or on episodes sampled
                with Lake's protocol (``--within-alphabet``)
+    compare    score several checkpoints on the very same episodes (or Lake's runs) and
+               print each one's paired difference from the first
 
 The flags of ``train METHOD`` are made from the method's config dataclass, so the
 command line trains through the very code the notebooks use (``fit``), and a user's
@@ -29,6 +31,8 @@ from typing import Any
 from .data import SPLITS, default_root, load_omniglot
 from .device import PROFILES, cpu_threads, get_device, get_profile, seed_everything
 from .methods import MAML, METHODS, Config
+
+PIXEL = "pixel"  # names the pixel baseline where a checkpoint is expected (compare)
 
 
 def positive_int(text: str) -> int:
@@ -119,6 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="a checkpoint from 'train' (default: pixel baseline)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    p = sub.add_parser("compare", help="score several checkpoints on the same seeded episodes, paired")
+    _add_data_args(p)
+    _add_run_args(p)
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                   help=f"checkpoints from 'train' (or '{PIXEL}' for the pixel baseline); each is compared "
+                        "with the first")
+    p.add_argument("--split", default="evaluation", choices=SPLITS)
+    p.add_argument("--folder", default=None, help="your own <class>/<images> folder instead of Omniglot")
+    p.add_argument("--lake", action="store_true", help="Lake et al.'s 20 one-shot runs (paired over runs)")
+    p.add_argument("--within-alphabet", action="store_true",
+                   help="one alphabet per episode, support and queries by different drawers")
+    p.add_argument("--way", type=positive_int, default=5, help="classes per test episode (N)")
+    p.add_argument("--shot", type=positive_int, default=1, help="support images per class (K)")
+    p.add_argument("--query", type=positive_int, default=15, help="query images per class")
+    p.add_argument("--episodes", type=positive_int, default=None, help="episodes (default: the profile's)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
     p = sub.add_parser("train", help="train a method and save a checkpoint")
     msub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name, cls in METHODS.items():
@@ -150,35 +171,50 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _predictor(checkpoint: str | None, args: argparse.Namespace, device, way: int):
+    """``(predict, name, image size)`` of a checkpoint from 'train' (or of the pixel baseline,
+    whose size is ``--image-size``, or ``None``: any).
+
+    Refuses an image size the checkpoint was not trained at, and a way its head cannot give.
+    """
     from .baselines import pixel_nearest_neighbour
     from .checkpoints import load_model
+
+    if checkpoint in (None, PIXEL):
+        return pixel_nearest_neighbour, "pixel-nn", args.image_size
+    predict, config = load_model(checkpoint, device)
+    name = predict.name
+    if args.image_size not in (None, config.image_size):
+        raise ValueError(f"{checkpoint} was trained on {config.image_size}x{config.image_size} images; "
+                         f"drop --image-size or give --image-size {config.image_size}")
+    if isinstance(predict, MAML) and way != config.train_way:
+        raise ValueError(f"{checkpoint}: this {name} model has a {config.train_way}-way head; "
+                         + ("Lake's runs are 20-way" if args.lake else f"use --way {config.train_way}"))
+    return predict, name, config.image_size
+
+
+def _test_data(args: argparse.Namespace, size: int):
+    """The dataset that sampled episodes come from, and its name."""
     from .data import load_image_folder
+
+    if args.within_alphabet and args.folder:
+        raise ValueError("--within-alphabet needs Omniglot's alphabets; it does not apply to --folder")
+    if args.folder:
+        return load_image_folder(args.folder, image_size=size), args.folder
+    return load_omniglot(args.root, split=args.split, image_size=size, download=args.download), args.split
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
     device = _device(args.device)
     profile = get_profile(args.profile, device)
     seed_everything(args.seed)
-    predict, name, size = pixel_nearest_neighbour, "pixel-nn", args.image_size or 28
-    if args.checkpoint:
-        predict, config = load_model(args.checkpoint, device)
-        name = predict.name
-        if args.image_size not in (None, config.image_size):
-            raise ValueError(f"the checkpoint was trained on {config.image_size}x{config.image_size} images; "
-                             f"drop --image-size or give --image-size {config.image_size}")
-        size = config.image_size
-        way = 20 if args.lake else args.way
-        if isinstance(predict, MAML) and way != config.train_way:
-            raise ValueError(f"this {name} model has a {config.train_way}-way head; "
-                             + ("Lake's runs are 20-way" if args.lake else f"use --way {config.train_way}"))
+    predict, name, size = _predictor(args.checkpoint, args, device, 20 if args.lake else args.way)
+    size = size or 28
     if args.lake:
         return _evaluate_lake(args, predict, name, size, device)
-    if args.within_alphabet and args.folder:
-        raise ValueError("--within-alphabet needs Omniglot's alphabets; it does not apply to --folder")
-    if args.folder:
-        data, where = load_image_folder(args.folder, image_size=size), args.folder
-    else:
-        data, where = load_omniglot(args.root, split=args.split, image_size=size, download=args.download), args.split
+    data, where = _test_data(args, size)
     n = args.episodes or profile.eval_episodes
     res = evaluate(predict, data, args.way, args.shot, args.query, n, seed=args.seed, device=device,
                    within_alphabet=args.within_alphabet)
@@ -206,6 +242,60 @@ def _evaluate_lake(args: argparse.Namespace, predict, name: str, size: int, devi
     print(f"{name} on Lake's {len(runs)} one-shot runs ({size}x{size}): {res}")
     print("per run (%): " + " ".join(f"{100 * e:.0f}" for e in res.per_run))
     print(f"published: {format_published()}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``compare A B ...``: every model on the same seeded episodes, each minus the first, paired."""
+    from .evaluation import confidence_interval, evaluate, paired_difference
+    from .lake import score_lake
+
+    if len(args.checkpoints) < 2:
+        raise ValueError("give at least two checkpoints to compare (or 'pixel' for the pixel baseline)")
+    device = _device(args.device)
+    profile = get_profile(args.profile, device)
+    way = 20 if args.lake else args.way
+    models = [_predictor(c, args, device, way) for c in args.checkpoints]
+    sizes = {size for _, _, size in models if size}
+    if len(sizes) > 1:
+        raise ValueError(f"the checkpoints were trained at different image sizes ({sorted(sizes)}); "
+                         "compare models trained at one size")
+    size = sizes.pop() if sizes else 28
+    results = []
+    if args.lake:
+        from .data.lake import load_lake_runs
+
+        runs = load_lake_runs(args.root, image_size=size, download=args.download)
+        for predict, _, _ in models:
+            seed_everything(args.seed)
+            res = score_lake(predict, runs, device=device)  # accuracy per run, paired over the 20 runs
+            results.append(confidence_interval([1 - e for e in res.per_run]))
+        what = f"Lake's {len(runs)} one-shot runs (20-way 1-shot), accuracy per run"
+    else:
+        data, where = _test_data(args, size)
+        n = args.episodes or profile.eval_episodes
+        for predict, _, _ in models:
+            seed_everything(args.seed)
+            results.append(evaluate(predict, data, args.way, args.shot, args.query, n, seed=args.seed,
+                                    device=device, within_alphabet=args.within_alphabet))
+        protocol = ", within alphabets, across drawers" if args.within_alphabet else ""
+        what = f"{where}, {args.way}-way {args.shot}-shot{protocol}, {n} episodes (seed {args.seed})"
+    rows = []
+    for i, (c, (_, name, _), r) in enumerate(zip(args.checkpoints, models, results)):
+        d = paired_difference(r, results[0]) if i else None
+        rows.append({"checkpoint": c, "method": name, **r.as_dict(),
+                     "minus_first": None if d is None else {"accuracy": d.accuracy, "ci95": d.ci95}})
+    if args.json:
+        print(json.dumps({"data": what, "rows": rows}))
+        return 0
+    same = "runs" if args.lake else "episodes"
+    print(f"{what}; 95% intervals; the differences are paired, on the same {same}, against the first")
+    width = max(len(c) for c in args.checkpoints)
+    for row in rows:
+        d = row["minus_first"]
+        diff = "" if d is None else f"   minus first {100 * d['accuracy']:+6.2f} ± {100 * d['ci95']:.2f}"
+        print(f"  {row['checkpoint']:{width}s}  {row['method']:12s} "
+              f"{100 * row['accuracy']:6.2f}% ± {100 * row['ci95']:.2f}{diff}")
     return 0
 
 
@@ -250,7 +340,8 @@ def _device(name: str | None):
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"data": cmd_data, "evaluate": cmd_evaluate, "train": cmd_train}[args.command](args)
+        return {"data": cmd_data, "evaluate": cmd_evaluate, "compare": cmd_compare,
+                "train": cmd_train}[args.command](args)
     except (FileNotFoundError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

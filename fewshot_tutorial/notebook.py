@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable
@@ -63,6 +64,8 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None,
     if dev.type == "cpu":  # only the cores other processes leave free (see cpu_threads)
         torch.set_num_threads(cpu_threads())
     prof = get_profile(profile, dev)
+    global _PROFILE
+    _PROFILE = prof.name
     root = default_root()
     if download is None:
         download = in_colab() or os.environ.get("FEWSHOT_DOWNLOAD") == "1"
@@ -86,6 +89,9 @@ def setup(seed: int = 0, profile: str | None = None, device: str | None = None,
     if not quiet:
         print(f"device={dev.type}, threads={torch.get_num_threads()}, profile={prof.name}, seed={seed}, data={root}")
     return Setup(dev, prof, root, seed)
+
+
+_PROFILE: str | None = None  # what setup() chose; load_or_train records it with each model
 
 
 def results_dir() -> Path:
@@ -139,12 +145,49 @@ def load_or_train(name: str, config: dict[str, Any], model: nn.Module,
         return model.to(device), saved["history"]
     hist = fit(model)
     record = {"losses": list(hist.losses), "seconds": hist.seconds, "provenance": hist.provenance,
-              "metrics": getattr(hist, "metrics", {})}
+              "metrics": getattr(hist, "metrics", {}), "profile": _PROFILE}
     if isinstance(model, Method):
         save_model(path, model, key=config, history=record)
     else:
         save_checkpoint(path, model, {"config": config, "history": record})
     return model.to(device), record
+
+
+def stored_model(name: str, made_by: str, profile: str | None = None,
+                 device: torch.device | str = "cpu") -> tuple[Method, dict[str, Any], Path]:
+    """The model another chapter stored with ``load_or_train(name, ...)``: ``(method, history, path)``.
+
+    A later chapter compares what earlier chapters trained without repeating their
+    configurations: the checkpoint names its method and config
+    (:func:`~fewshot_tutorial.load_model`). Among several stored versions, the ones trained
+    under ``profile`` (default: what ``setup()`` chose) are kept and the newest is taken.
+
+    Args:
+        name: the name the chapter gave ``load_or_train``, e.g. ``"protonet-background"``.
+        made_by: the chapter that trains it, named in the error when it is missing.
+
+    Raises:
+        FileNotFoundError: nothing stored under ``name`` for this profile; says which
+            chapter to run first.
+    """
+    from .checkpoints import load_model
+
+    profile = profile or _PROFILE
+    pattern = re.compile(re.escape(name) + r"-[0-9a-f]{12}\.pt")
+    found = []
+    for path in results_dir().glob("*.pt") if results_dir().is_dir() else ():
+        if pattern.fullmatch(path.name):
+            _, saved = load_checkpoint(path)
+            stored_profile = (saved.get("history") or {}).get("profile")
+            if profile is None or stored_profile in (None, profile):
+                found.append((path.stat().st_mtime, path, saved))
+    if not found:
+        raise FileNotFoundError(
+            f"no model {name!r} ({profile or 'any'} profile) in {results_dir()}: it is trained by {made_by}; "
+            "run that chapter first with the same FEWSHOT_RESULTS (the book build runs every chapter in order)")
+    _, path, saved = max(found, key=lambda f: f[0])
+    method, _ = load_model(path, map_location=device)
+    return method.to(device), saved.get("history") or {}, path
 
 
 def source_lines(obj: Any) -> str:

@@ -83,3 +83,44 @@ def test_evaluate_lake_mistakes_are_one_line(tmp_path, capsys):
     assert err.startswith("error: Lake's one-shot runs were not found") and err.count("\n") == 1
     assert main(["evaluate", "--lake", "--folder", str(tmp_path)]) == 2
     assert "--lake and --folder" in capsys.readouterr().err
+
+
+def test_compare_pairs_checkpoints_on_the_same_episodes(tmp_path, capsys):
+    """compare scores every model on the same seeded episodes: a model compared with itself
+    differs by exactly 0, and the pixel baseline's row equals what evaluate prints for it."""
+    from fewshot_tutorial.checkpoints import save_model
+    from fewshot_tutorial.methods import ProtoNet
+
+    make_tiny_omniglot(tmp_path, name="images_evaluation", n_chars=4, size=16)
+    a = save_model(tmp_path / "a.pt", ProtoNet(ProtoNet.Config(image_size=16, hidden=8)))
+    b = save_model(tmp_path / "b.pt", ProtoNet(ProtoNet.Config(image_size=16, hidden=8)))
+    base = ["--root", str(tmp_path), "--way", "3", "--query", "2", "--episodes", "7", "--json"]
+    assert main(["compare", str(a), str(a), str(b), "pixel", *base]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
+    assert [r["method"] for r in rows] == ["protonet", "protonet", "protonet", "pixel-nn"]
+    assert rows[0]["minus_first"] is None and rows[1]["minus_first"] == {"accuracy": 0.0, "ci95": 0.0}
+    assert all(r["n"] == 7 for r in rows)
+    for r in rows[2:]:   # the paired difference is the difference of the means
+        assert abs(r["minus_first"]["accuracy"] - (r["accuracy"] - rows[0]["accuracy"])) < 1e-9
+    assert main(["evaluate", "--image-size", "16", *base]) == 0
+    pixel = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert pixel["accuracy"] == rows[3]["accuracy"]
+    assert main(["compare", str(a), str(b), *base[:-1]]) == 0
+    out = capsys.readouterr().out
+    assert "paired, on the same episodes" in out and "minus first" in out
+
+
+def test_compare_mistakes_are_one_line(tmp_path, capsys):
+    from fewshot_tutorial.checkpoints import save_model
+    from fewshot_tutorial.methods import MAML, ProtoNet
+
+    a = save_model(tmp_path / "a.pt", ProtoNet(ProtoNet.Config(image_size=16, hidden=8)))
+    b = save_model(tmp_path / "b.pt", ProtoNet(ProtoNet.Config(image_size=20, hidden=8)))
+    m = save_model(tmp_path / "m.pt", MAML(MAML.Config(image_size=16, hidden=8)))
+    for argv, says in ((["compare", str(a)], "at least two"),
+                       (["compare", str(a), str(b)], "different image sizes"),
+                       (["compare", str(a), str(m), "--way", "20"], "5-way head"),
+                       (["compare", str(a), str(tmp_path / "none.pt")], "no checkpoint")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and says in err and err.count("\n") == 1

@@ -210,3 +210,39 @@ def test_stored_results_whose_names_hold_a_dot_do_not_collide(tmp_path, monkeypa
     assert load_or_compute("lam-0.1", {"a": 1}, lambda: {"v": 1}) == {"v": 1}
     assert load_or_compute("lam-0.5", {"a": 1}, lambda: {"v": -1}) == {"v": 5}  # stored, not recomputed
     assert len(list(tmp_path.glob("lam-*.json"))) == 2
+
+
+def test_stored_model_finds_what_another_chapter_trained(tmp_path, monkeypatch):
+    """stored_model rebuilds a load_or_train model by its name, keeps the profile it was
+    trained under, takes the newest, and says which chapter to run when nothing is stored."""
+    import os
+
+    from fewshot_tutorial import MatchingNetwork, ProtoNet
+    from fewshot_tutorial import notebook as nb
+    from fewshot_tutorial.training import History
+
+    monkeypatch.setenv("FEWSHOT_RESULTS", str(tmp_path))
+    monkeypatch.delenv("FEWSHOT_RECOMPUTE", raising=False)
+
+    def fake_fit(model):
+        return History(losses=[1.0], seconds=0.1, provenance={"device": "cpu"})
+
+    with pytest.raises(FileNotFoundError, match="trained by chapter 4"):
+        nb.stored_model("proto", made_by="chapter 4", profile="quick")
+    monkeypatch.setattr(nb, "_PROFILE", "quick")
+    torch.manual_seed(0)
+    quick, _ = nb.load_or_train("proto", {"steps": 1}, ProtoNet(hidden=8), fake_fit)
+    nb.load_or_train("proto-wide", {"steps": 1}, ProtoNet(hidden=16), fake_fit)   # a longer name, not a match
+    monkeypatch.setattr(nb, "_PROFILE", "standard")
+    nb.load_or_train("proto", {"steps": 9}, MatchingNetwork(hidden=8), fake_fit)
+    (old,) = [p for p in tmp_path.glob("proto-*.pt") if "wide" not in p.name and p.stat().st_size
+              and nb.load_checkpoint(p)[1]["history"]["profile"] == "quick"]
+    os.utime(old, (1, 1))   # the quick one is the older file
+    method, history, path = nb.stored_model("proto", made_by="chapter 4", profile="quick")
+    assert isinstance(method, ProtoNet) and method.config.hidden == 8 and history["profile"] == "quick"
+    for a, b in zip(quick.state_dict().values(), method.state_dict().values()):
+        assert torch.equal(a, b)
+    newest, history, _ = nb.stored_model("proto", made_by="chapter 4", profile=None)
+    assert isinstance(newest, MatchingNetwork) and history["profile"] == "standard"
+    with pytest.raises(FileNotFoundError, match="paper profile"):
+        nb.stored_model("proto", made_by="chapter 4", profile="paper")
