@@ -71,7 +71,11 @@ class LakeResult:
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n`` (``z = 1.96``: 95%)."""
+    """Wilson score interval of a proportion ``k / n`` (``z = 1.96``: 95%).
+
+    The two roots ``p`` of ``(k/n - p)^2 = z^2 p (1 - p) / n``: the proportions whose own
+    binomial interval just reaches the observed one. Implements {eq}`eq-wilson`.
+    """
     p, z2 = k / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))

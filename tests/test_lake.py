@@ -194,6 +194,27 @@ def test_wilson_interval_known_value():
     assert lo == pytest.approx(0.1333, abs=1e-4) and hi == pytest.approx(0.2888, abs=1e-4)
 
 
+def test_exercise_errors_below_human_level():
+    """Chapter 8, exercise 2: at most 9 errors of 400 keep Wilson's upper end below 4.5 %."""
+    assert max(k for k in range(40) if wilson_interval(k, 400)[1] < 0.045) == 9
+    assert wilson_interval(9, 400)[1] == pytest.approx(0.0422, abs=5e-5)
+    assert wilson_interval(10, 400)[1] == pytest.approx(0.0454, abs=5e-5)
+
+
+@pytest.mark.parametrize("k, n", [(0, 400), (1, 400), (29, 400), (200, 400), (399, 400), (3, 7)])
+def test_wilson_interval_solves_its_quadratic(k, n):
+    """eq-wilson: both ends are the roots of (k/n - p)^2 = z^2 p (1 - p) / n (a brute-force
+    scan of p finds the same crossings), clipped to [0, 1]."""
+    z, phat = 1.96, k / n
+    lo, hi = wilson_interval(k, n, z)
+    for p in (lo, hi):
+        if 0 < p < 1:
+            assert (phat - p) ** 2 == pytest.approx(z * z * p * (1 - p) / n, rel=1e-9, abs=1e-15)
+    grid = torch.linspace(0, 1, 200_001, dtype=torch.float64)
+    inside = grid[(phat - grid) ** 2 <= z * z * grid * (1 - grid) / n]
+    assert float(inside.min()) == pytest.approx(lo, abs=1e-5) and float(inside.max()) == pytest.approx(hi, abs=1e-5)
+
+
 def test_bad_logits_are_refused():
     runs = _toy_runs(2, 5)
     with pytest.raises(ValueError, match="expected \\(5, 5\\)"):
