@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"decay the rate over the budget (default: {cls.lr_schedule})")
         mp.add_argument("--precision", default=None, choices=["auto", "float32", "bfloat16", "float16"],
                         help=f"mixed precision (default: {cls.precision})")
+        mp.add_argument("--augment", action="store_true",
+                        help="distort every training image by a small random affine map (Koch et al.)")
         mp.add_argument("--out", default=f"runs/{name}.pt", help="checkpoint path")
         mp.add_argument("--eval-way", type=positive_int, default=5, help="after training: classes per test episode")
         mp.add_argument("--eval-shot", type=positive_int, default=1, help="after training: shots per test class")
@@ -312,8 +314,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = load_omniglot(args.root, split=args.split, image_size=config.image_size, download=args.download)
     method = cls(config)
     steps = config.steps if args.seconds is None or args.steps is not None else None  # --seconds alone: time only
+    augment = None
+    if args.augment:
+        from .augment import RandomAffine
+
+        augment = RandomAffine(seed=args.seed)
     history = fit(method, data, n_steps=steps, max_seconds=args.seconds, lr_schedule=args.lr_schedule,
-                  device=device, precision=args.precision, seed=args.seed)
+                  device=device, precision=args.precision, seed=args.seed, augment=augment)
     path = save_model(out, method, provenance=history.provenance)
     tail = history.losses[-20:]
     print(f"trained {args.method}: {history.steps} steps in {history.seconds:.1f} s, "

@@ -142,6 +142,7 @@ def fit(
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
     desc: str | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> History:
     """Train ``method`` on ``data``: the one training loop of the package.
 
@@ -164,11 +165,16 @@ def fit(
         grad_clip: clip the global gradient norm to this value.
         progress: show a progress bar (and say once what the engine chose).
         callback: called as ``callback(step, loss)`` after every step.
+        augment: distort every training image, e.g.
+            :class:`~fewshot_tutorial.augment.RandomAffine` (see
+            :func:`~fewshot_tutorial.augment.augment_batch` for the batches it applies to).
 
     Returns:
         :class:`History` with losses, metrics, seconds and provenance.
     """
     from tqdm.auto import tqdm
+
+    from .augment import augment_batch
 
     if n_steps is None and max_seconds is None:
         n_steps = method.config.steps
@@ -194,7 +200,8 @@ def fit(
     batches = method.batches(data, seed) if isinstance(data, FewShotDataset) else data
     hist = History(provenance=provenance(device, dtype, method=method.name, config=method.config.as_dict(),
                                          channels_last=cl, n_steps=n_steps, max_seconds=max_seconds,
-                                         lr_schedule=lr_schedule, seed=seed))
+                                         lr_schedule=lr_schedule, seed=seed,
+                                         augment=None if augment is None else repr(augment)))
     if progress:
         announce(device, dtype, cl)
     # one refresh a second at most: a notebook kernel drops messages beyond ~1000 queued
@@ -209,6 +216,8 @@ def fit(
         if max_seconds is not None and time.perf_counter() - start >= max_seconds:
             break
         batch = to_device(batch, device, cl)
+        if augment is not None:
+            batch = augment_batch(batch, augment)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, dtype):
             loss, metrics = method.backward(batch)

@@ -172,7 +172,7 @@ def test_cli_trains_and_evaluates_every_method(name, tmp_path, capsys):
     flags += ["--meta-batch", "2", "--test-steps", "1"] if name in ("maml", "fomaml", "reptile", "metasgd",
                                                                           "metalstm") else []
     with pytest.warns(Warning):
-        assert main(["train", name, "--root", str(root), "--steps", "2", "--out", str(out), *flags]) == 0
+        assert main(["train", name, "--root", str(root), "--steps", "2", "--out", str(out), "--augment", *flags]) == 0
         assert main(["evaluate", "--root", str(root), "--checkpoint", str(out), "--way", "3", "--query", "2",
                      "--episodes", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
