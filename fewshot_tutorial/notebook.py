@@ -153,8 +153,51 @@ def load_or_train(name: str, config: dict[str, Any], model: nn.Module,
     return model.to(device), record
 
 
-def stored_model(name: str, made_by: str, profile: str | None = None,
-                 device: torch.device | str = "cpu") -> tuple[Method, dict[str, Any], Path]:
+CHAPTERS_URL = "https://raw.githubusercontent.com/fewshot-tutorial/fewshot-tutorial/main/book"
+
+
+def _find_chapter(chapter: str) -> Path:
+    """The notebook ``chapter`` (``"04_protonet"`` or a path): beside the running one, under
+    ``book/``, or downloaded from the repository into the results folder (Colab)."""
+    for path in (Path(chapter), Path(f"{chapter}.ipynb"), Path("book") / f"{chapter}.ipynb",
+                 Path(__file__).resolve().parents[1] / "book" / f"{chapter}.ipynb"):
+        if path.suffix == ".ipynb" and path.is_file():
+            return path.resolve()
+    import urllib.request
+
+    target = results_dir() / "chapters" / f"{Path(chapter).stem}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    urllib.request.urlretrieve(f"{CHAPTERS_URL}/{target.name}", target)
+    return target
+
+
+def run_chapter(chapter: str, timeout: int = 3600) -> Path:
+    """Execute a chapter's notebook in a fresh kernel, so that what it trains is stored.
+
+    The kernel inherits this process's environment (``FEWSHOT_RESULTS``, ``FEWSHOT_DATA``)
+    and the profile ``setup()`` chose, so its ``load_or_train`` stores where
+    :func:`stored_model` looks. Returns the notebook's path.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = _find_chapter(chapter)
+    if _PROFILE is not None:
+        os.environ.setdefault("FEWSHOT_PROFILE", _PROFILE)
+    print(f"running {path.name} to train what it stores (minutes on a CPU)...", flush=True)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    return path
+
+
+def stored_model(
+    name: str,
+    made_by: str,
+    profile: str | None = None,
+    device: torch.device | str = "cpu",
+    run_missing: bool = False,
+) -> tuple[Method, dict[str, Any], Path]:
     """The model another chapter stored with ``load_or_train(name, ...)``: ``(method, history, path)``.
 
     A later chapter compares what earlier chapters trained without repeating their
@@ -164,23 +207,32 @@ def stored_model(name: str, made_by: str, profile: str | None = None,
 
     Args:
         name: the name the chapter gave ``load_or_train``, e.g. ``"protonet-background"``.
-        made_by: the chapter that trains it, named in the error when it is missing.
+        made_by: the chapter that trains it, e.g. ``"04_protonet"`` (a notebook name or path).
+        run_missing: when nothing is stored, run that chapter (:func:`run_chapter`) first.
 
     Raises:
-        FileNotFoundError: nothing stored under ``name`` for this profile; says which
-            chapter to run first.
+        FileNotFoundError: nothing stored under ``name`` for this profile (and
+            ``run_missing`` is off, or the chapter did not store it); says which chapter to run.
     """
     from .checkpoints import load_model
 
     profile = profile or _PROFILE
     pattern = re.compile(re.escape(name) + r"-[0-9a-f]{12}\.pt")
-    found = []
-    for path in results_dir().glob("*.pt") if results_dir().is_dir() else ():
-        if pattern.fullmatch(path.name):
-            _, saved = load_checkpoint(path)
-            stored_profile = (saved.get("history") or {}).get("profile")
-            if profile is None or stored_profile in (None, profile):
-                found.append((path.stat().st_mtime, path, saved))
+
+    def find() -> list[tuple[float, Path, dict[str, Any]]]:
+        found = []
+        for path in results_dir().glob("*.pt") if results_dir().is_dir() else ():
+            if pattern.fullmatch(path.name):
+                _, saved = load_checkpoint(path)
+                stored_profile = (saved.get("history") or {}).get("profile")
+                if profile is None or stored_profile in (None, profile):
+                    found.append((path.stat().st_mtime, path, saved))
+        return found
+
+    found = find()
+    if not found and run_missing:
+        run_chapter(made_by)
+        found = find()
     if not found:
         raise FileNotFoundError(
             f"no model {name!r} ({profile or 'any'} profile) in {results_dir()}: it is trained by {made_by}; "

@@ -246,3 +246,36 @@ def test_stored_model_finds_what_another_chapter_trained(tmp_path, monkeypatch):
     assert isinstance(newest, MatchingNetwork) and history["profile"] == "standard"
     with pytest.raises(FileNotFoundError, match="paper profile"):
         nb.stored_model("proto", made_by="chapter 4", profile="paper")
+
+
+def test_stored_model_runs_the_missing_chapter(tmp_path, monkeypatch):
+    """run_missing=True executes the chapter notebook that trains the model, then loads it."""
+    pytest.importorskip("nbclient")
+    import nbformat
+
+    from fewshot_tutorial import ProtoNet
+    from fewshot_tutorial import notebook as nb
+
+    monkeypatch.setenv("FEWSHOT_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("FEWSHOT_RECOMPUTE", raising=False)
+    monkeypatch.setattr(nb, "_PROFILE", "quick")
+    chapter = tmp_path / "99_toy.ipynb"
+    code = """
+import torch
+from fewshot_tutorial import ProtoNet
+from fewshot_tutorial import notebook as nb
+from fewshot_tutorial.training import History
+nb._PROFILE = "quick"
+torch.manual_seed(5)
+nb.load_or_train("toy-chapter", {"steps": 1}, ProtoNet(hidden=8),
+                 lambda m: History(losses=[1.0], seconds=0.1, provenance={"device": "cpu"}))
+"""
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), chapter)
+    with pytest.raises(FileNotFoundError, match="trained by .*99_toy"):
+        nb.stored_model("toy-chapter", made_by=str(chapter))
+    method, history, path = nb.stored_model("toy-chapter", made_by=str(chapter), run_missing=True)
+    torch.manual_seed(5)
+    expected = ProtoNet(hidden=8)
+    assert isinstance(method, ProtoNet) and history["profile"] == "quick" and path.parent == tmp_path / "results"
+    for a, b in zip(expected.state_dict().values(), method.state_dict().values()):
+        assert torch.equal(a, b)
