@@ -68,3 +68,26 @@ def seconds_per_call(fns: Mapping[str, Callable[[], Any]], rounds: int = 3) -> d
             fn()
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+RESULTS_URL = "https://raw.githubusercontent.com/fewshot-tutorial/fewshot-tutorial/main/benchmarks/results"
+
+
+def benchmark_result(name: str) -> dict[str, Any] | None:
+    """What a benchmark script saved as ``benchmarks/results/<name>.json``, for a chapter to
+    show (read, not retyped): from the repository beside the package, else fetched from
+    the published repository; ``None`` if neither has it (the chapter then says how to run it).
+    """
+    import json
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    local = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / f"{name}.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    try:
+        with urllib.request.urlopen(f"{RESULTS_URL}/{name}.json", timeout=10) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None

@@ -279,3 +279,21 @@ nb.load_or_train("toy-chapter", {"steps": 1}, ProtoNet(hidden=8),
     assert isinstance(method, ProtoNet) and history["profile"] == "quick" and path.parent == tmp_path / "results"
     for a, b in zip(expected.state_dict().values(), method.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_benchmark_result_reads_the_saved_figures(monkeypatch):
+    """A chapter reads a benchmark's saved JSON; a missing one is None, not an error."""
+    import json
+    import urllib.request
+    from pathlib import Path
+
+    from fewshot_tutorial.benchmarking import benchmark_result
+
+    saved = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "sampler.json").read_text())
+    assert benchmark_result("sampler") == saved
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert benchmark_result("no-such-benchmark") is None
