@@ -97,16 +97,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, choices=PROFILES)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fewshot_tutorial",
-                                     description="Few-shot learning on Omniglot: data, training, evaluation.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("data", help="find and check the data; print split sizes")
-    _add_data_args(p)
-    p.add_argument("--splits", nargs="*", default=list(SPLITS), choices=SPLITS)
-
-    p = sub.add_parser("evaluate", help="score a predictor on N-way K-shot episodes")
+def _add_test_args(p: argparse.ArgumentParser) -> None:
+    """What to test on (evaluate, compare): the data, the episodes or Lake's runs, the output."""
     _add_data_args(p)
     _add_run_args(p)
     p.add_argument("--split", default="evaluation", choices=SPLITS)
@@ -120,25 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shot", type=positive_int, default=1, help="support images per class (K)")
     p.add_argument("--query", type=positive_int, default=15, help="query images per class")
     p.add_argument("--episodes", type=positive_int, default=None, help="episodes (default: the profile's)")
-    p.add_argument("--checkpoint", default=None, help="a checkpoint from 'train' (default: pixel baseline)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    p = sub.add_parser("compare", help="score several checkpoints on the same seeded episodes, paired")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fewshot_tutorial",
+                                     description="Few-shot learning on Omniglot: data, training, evaluation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="find and check the data; print split sizes")
     _add_data_args(p)
-    _add_run_args(p)
+    p.add_argument("--splits", nargs="*", default=list(SPLITS), choices=SPLITS)
+
+    p = sub.add_parser("evaluate", help="score a predictor on N-way K-shot episodes")
+    _add_test_args(p)
+    p.add_argument("--checkpoint", default=None, help="a checkpoint from 'train' (default: pixel baseline)")
+
+    p = sub.add_parser("compare", help="score several checkpoints on the same seeded episodes, paired")
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
                    help=f"checkpoints from 'train' (or '{PIXEL}' for the pixel baseline); each is compared "
                         "with the first")
-    p.add_argument("--split", default="evaluation", choices=SPLITS)
-    p.add_argument("--folder", default=None, help="your own <class>/<images> folder instead of Omniglot")
-    p.add_argument("--lake", action="store_true", help="Lake et al.'s 20 one-shot runs (paired over runs)")
-    p.add_argument("--within-alphabet", action="store_true",
-                   help="one alphabet per episode, support and queries by different drawers")
-    p.add_argument("--way", type=positive_int, default=5, help="classes per test episode (N)")
-    p.add_argument("--shot", type=positive_int, default=1, help="support images per class (K)")
-    p.add_argument("--query", type=positive_int, default=15, help="query images per class")
-    p.add_argument("--episodes", type=positive_int, default=None, help="episodes (default: the profile's)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_test_args(p)
 
     p = sub.add_parser("train", help="train a method and save a checkpoint")
     msub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
