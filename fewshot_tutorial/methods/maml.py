@@ -26,6 +26,7 @@ from ..data import Episode, EpisodeSampler, FewShotDataset
 from ..data.tasks import batched
 from ..metrics import with_accuracy
 from ..inner_loop import VECTORIZE, adapt, inner_lrs, meta_loss, params_of, reptile_loss
+from ..recompute import lean_query_loss
 from .base import EpisodicConfig, Method, check_finite
 
 
@@ -47,6 +48,7 @@ class MAMLConfig(EpisodicConfig):
     vectorize: str = "auto"
     transductive: bool = True
     per_task_backward: bool = False
+    recompute: bool = False
     steps: int = 300
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"vectorize": VECTORIZE}
@@ -56,7 +58,10 @@ class MAMLConfig(EpisodicConfig):
                                                       "et al.), else over the support and one query at a time",
                                       "meta_batch": "tasks per meta-update",
                                       "per_task_backward": "one backward per task: the same meta-gradient in "
-                                                           "a fraction of the memory"}
+                                                           "a fraction of the memory",
+                                      "recompute": "one backward per task, rebuilding each inner step's graph "
+                                                   "and the first block's maps in the backward pass: the same "
+                                                   "meta-gradient in less memory still"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,12 +129,16 @@ class MAML(Method):
         (``vectorize="vmap"`` needs all tasks at once and goes through :meth:`loss`).
         """
         c = self.config
-        if c.vectorize == "vmap" or not c.per_task_backward:
+        if c.vectorize == "vmap" or not (c.per_task_backward or c.recompute):
             return super().backward(tasks)
         total, correct, count = 0.0, 0, 0
         params = params_of(self.net)
+        rule = self.inner_rule()
         for t in tasks:
-            loss, pred = meta_loss(self.net, params, [t], first_order=c.first_order, **self.inner_rule())
+            if self.recomputes():
+                loss, pred = lean_query_loss(self.net, params, t, **rule)
+            else:
+                loss, pred = meta_loss(self.net, params, [t], first_order=c.first_order, **rule)
             check_finite(loss)
             (loss / len(tasks)).backward()
             total = total + loss.detach() / len(tasks)
@@ -137,6 +146,12 @@ class MAML(Method):
                 correct += int((pred.argmax(-1) == t.query_y).sum())
                 count += len(t.query_y)
         return total, ({"accuracy": correct / count} if count else {})
+
+    def recomputes(self) -> bool:
+        """Whether :meth:`backward` takes :mod:`~fewshot_tutorial.recompute`'s path: ``recompute``
+        set, second order, and plain SGD in the inner loop (a learned rule stores its graph)."""
+        c = self.config
+        return c.recompute and not c.first_order and c.vectorize != "vmap" and "inner_lr" in self.inner_rule()
 
     def predict(self, episode: Episode) -> torch.Tensor:
         """Adapt a copy of ``theta`` on the support set (test steps and rate), classify the queries.

@@ -43,3 +43,25 @@ def plot_cost(seconds: Mapping[str, float], memory_mb: Mapping[str, float]):
         ax.invert_yaxis()
     fig.tight_layout()
     return fig
+
+
+def plot_cost_by_steps(rows: Mapping[str, Mapping[str, Mapping[str, float]]]):
+    """Peak memory and time per meta-iteration against the number of inner steps, one line per
+    implementation. ``rows[n_steps] = {"memory_mb": {name: MB}, "seconds": {name: s}}`` as
+    ``benchmarks/bench_maml_memory.py`` saves them (keys may be strings)."""
+    steps = sorted(rows, key=int)
+    names = list(rows[steps[0]]["seconds"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name in names:
+        x = [int(k) for k in steps]
+        axes[0].plot(x, [rows[k]["memory_mb"][name] for k in steps], marker="o", label=name)
+        axes[1].plot(x, [rows[k]["seconds"][name] for k in steps], marker="o", label=name)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("peak extra memory (MB, log scale)")
+    axes[1].set_ylabel("seconds per meta-iteration")
+    for ax in axes:
+        ax.set_xlabel("inner steps")
+        ax.set_xticks([int(k) for k in steps])
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
