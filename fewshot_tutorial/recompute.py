@@ -68,7 +68,8 @@ class SGDStep(torch.autograd.Function):
             leaves = [p.detach().requires_grad_() for p in ctx.saved_tensors]
             g = _grads(ctx.support_loss(leaves), leaves, create_graph=True)
             hv = torch.autograd.grad(g, leaves, grad_outputs=v, allow_unused=True)
-        return (None, None, *(vi if h is None else vi - ctx.alpha * h for vi, h in zip(v, hv)))
+        vjp = [vi if h is None else vi - ctx.alpha * h for vi, h in zip(v, hv)]
+        return (None, None, *vjp)  # eq-maml-step-vjp (none for support_loss, alpha)
 
 
 def adapt_recomputed(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, *,
@@ -123,10 +124,6 @@ def _at(t: Tensor, which: Tensor) -> Tensor:
 
 
 def _conv(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    # With one input channel, a channels-last weight picks a convolution kernel that is
-    # about 6x faster on the CPU (same values); otherwise the layout is left alone.
-    if w.shape[1] == 1:
-        w = w.contiguous(memory_format=torch.channels_last)
     return F.conv2d(x, w, b, padding=1)
 
 
