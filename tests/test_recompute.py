@@ -153,3 +153,23 @@ def test_recompute_on_the_meta_device():
     assert loss.device.type == "meta"
     assert all(p.grad is not None and p.grad.device.type == "meta" for p in method.parameters())
 
+
+
+def test_a_network_that_is_not_mamlnet_is_refused_with_what_to_do():
+    from fewshot_tutorial.backbones import composite_batch_norm
+    from fewshot_tutorial.recompute import check_conv4_blocks
+
+    method, (task, _) = tiny_net_and_tasks()
+    check_conv4_blocks(method.net)  # MAMLNet passes
+    with pytest.raises(TypeError, match="use recompute=False"):
+        check_conv4_blocks(torch.nn.Linear(3, 3))
+    with pytest.raises(TypeError, match="use recompute=False"):  # the vmap-safe batch norm is another block
+        check_conv4_blocks(composite_batch_norm(method.net))
+
+
+def test_recompute_steps_aside_under_autocast():
+    """The graphs rebuilt in the backward pass would run outside autocast, in another precision."""
+    method = MAML(recompute=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not method.recomputes("cpu")
+    assert method.recomputes("cpu")

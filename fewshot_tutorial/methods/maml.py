@@ -127,6 +127,9 @@ class MAML(Method):
         soon as it is computed frees that task's inner-loop graph before the next task
         builds its own, so at most one task's activations are alive instead of ``T``
         (``vectorize="vmap"`` needs all tasks at once and goes through :meth:`loss`).
+        With ``recompute`` (where :meth:`recomputes`), each task goes through
+        :func:`~fewshot_tutorial.recompute.lean_query_loss` instead: the same meta-gradient,
+        with one inner step's graph alive at a time and the first block recomputed.
         """
         c = self.config
         if c.vectorize == "vmap" or not (c.per_task_backward or c.recompute):
@@ -135,7 +138,7 @@ class MAML(Method):
         params = params_of(self.net)
         rule = self.inner_rule()
         for t in tasks:
-            if self.recomputes():
+            if self.recomputes(t.query_x.device.type):
                 loss, pred = lean_query_loss(self.net, params, t, **rule)
             else:
                 loss, pred = meta_loss(self.net, params, [t], first_order=c.first_order, **rule)
@@ -147,11 +150,13 @@ class MAML(Method):
                 count += len(t.query_y)
         return total, ({"accuracy": correct / count} if count else {})
 
-    def recomputes(self) -> bool:
+    def recomputes(self, device_type: str = "cpu") -> bool:
         """Whether :meth:`backward` takes :mod:`~fewshot_tutorial.recompute`'s path: ``recompute``
-        set, second order, and plain SGD in the inner loop (a learned rule stores its graph)."""
+        set, second order, plain SGD in the inner loop (a learned rule stores its graph), and
+        no autocast on ``device_type`` (the rebuilt graphs would run in another precision)."""
         c = self.config
-        return c.recompute and not c.first_order and c.vectorize != "vmap" and "inner_lr" in self.inner_rule()
+        return (c.recompute and not c.first_order and c.vectorize != "vmap" and "inner_lr" in self.inner_rule()
+                and not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)))
 
     def predict(self, episode: Episode) -> torch.Tensor:
         """Adapt a copy of ``theta`` on the support set (test steps and rate), classify the queries.
