@@ -10,13 +10,18 @@ gradient itself) and the query set's activations. Two exact rewrites keep almost
   rebuilding the step's graph from ``theta`` at that moment, so one step's graph is alive
   at a time instead of ``K``.
 * :class:`ConvBlock`: conv 3x3 -> batch norm (batch statistics) -> ReLU -> 2x2 max-pool,
-  saving its input and the two batch statistics only. Its backward pass recomputes the
-  rest chunk by chunk, so the full-resolution feature maps of the query set never exist
-  all at once. Recomputing costs a convolution; the first block's (one input channel) is
-  cheap, so :func:`lean_logits` uses it there, where the feature maps are largest.
+  saving its input and output, the batch statistics, and on the pooled grid which
+  element of each window won and its normalised value. Its backward pass recomputes the
+  convolution chunk by chunk, so the full-resolution feature maps of the query set never
+  exist all at once. Recomputing costs a convolution; the first block's (one input
+  channel) is cheap, so :func:`lean_logits` uses it there, where the maps are largest.
 
 Both give the meta-gradient of the stored graph, to float rounding
-(``tests/test_recompute.py``; ``benchmarks/bench_maml_memory.py`` measures the memory).
+(``tests/test_recompute.py``), with one exception: where two elements of a pooling
+window are within rounding of each other, the two computations of the block may pick
+different winners, and the gradient entry moves with the winner (exact ties, which blank
+paper makes many of, are resolved alike). ``benchmarks/bench_maml_memory.py`` measures
+the memory.
 """
 
 from __future__ import annotations
@@ -47,9 +52,11 @@ class SGDStep(torch.autograd.Function):
     """``theta' = theta - alpha grad L_S(theta)`` whose backward rebuilds the step's graph.
 
     ``forward(support_loss, alpha, *theta) -> theta'`` (one tensor per parameter), where
-    ``support_loss(list of tensors) -> scalar``. Saves ``theta`` only. The backward maps
-    ``v = dL/dtheta'`` to ``v - alpha H_S(theta) v`` ({eq}`eq-maml-step-vjp`): the exact
-    second-order term, as a Hessian-vector product of a graph built and freed on the spot.
+    ``support_loss(list of tensors) -> scalar`` and ``alpha`` is a float (it gets no
+    gradient). Saves ``theta`` only. The backward maps ``v = dL/dtheta'`` to
+    ``v - alpha H_S(theta) v`` ({eq}`eq-maml-step-vjp`): the exact second-order term, as a
+    Hessian-vector product of a graph built and freed on the spot. The result can be
+    differentiated once (no third derivatives).
     """
 
     @staticmethod
@@ -68,7 +75,9 @@ class SGDStep(torch.autograd.Function):
         with torch.enable_grad():
             leaves = [p.detach().requires_grad_() for p in ctx.saved_tensors]
             g = _grads(ctx.support_loss(leaves), leaves, create_graph=True)
-            hv = torch.autograd.grad(g, leaves, grad_outputs=v, allow_unused=True)
+            used = [i for i, gi in enumerate(g) if gi.requires_grad]  # not a leaf the loss ignores
+            hv = torch.autograd.grad([g[i] for i in used], leaves, grad_outputs=[v[i] for i in used],
+                                     allow_unused=True) if used else [None] * len(v)
         vjp = [vi if h is None else vi - ctx.alpha * h for vi, h in zip(v, hv)]
         return (None, None, *vjp)  # eq-maml-step-vjp (none for support_loss, alpha)
 
@@ -150,27 +159,31 @@ def _batch_statistics(x: Tensor, w: Tensor, b: Tensor, chunk: int) -> tuple[Tens
 class ConvBlock(torch.autograd.Function):
     """Conv 3x3 (padding 1) -> batch norm with batch statistics -> ReLU -> 2x2 max-pool.
 
-    ``forward(x, w, b, gamma, beta, eps, chunk) -> [B, C, H // 2, W // 2]``, equal to
+    ``forward(x, w, b, gamma, shift, eps, chunk) -> [B, C, H // 2, W // 2]`` (``shift``: batch
+    norm's bias), equal to
     :func:`~fewshot_tutorial.backbones.conv_block` with a batch norm that uses the batch's
     statistics (:class:`~fewshot_tutorial.backbones.TaskBatchNorm2d`), with the same
-    gradients. It works ``chunk`` images at a time and keeps, besides its input and
-    output, only what lives on the pooled grid: which element of each window won (one
-    byte) and its normalised value. The backward pass recomputes the convolution a chunk at
-    a time, so at most ``chunk`` images' full-resolution maps are ever alive. Batch norm's
-    two sums over the batch ({eq}`eq-bn-backward`) are taken on the pooled grid, where
-    the gradient is. ReLU commutes with max-pooling (both are monotone), so it is applied
-    to the pooled map.
+    gradients (up to a swapped winner between two elements within rounding of each other,
+    see the module's note). It works ``chunk`` images at a time and keeps, besides its
+    input, output and the batch statistics, only what lives on the pooled grid: which
+    element of each window won (one byte) and its normalised value. The backward pass
+    recomputes the convolution a chunk at a time, so at most ``chunk`` images'
+    full-resolution maps are ever alive. Batch norm's two sums over the batch
+    ({eq}`eq-bn-backward`) are taken on the pooled grid, where the gradient is: at most one
+    element per window receives it. ReLU is applied to the pooled map: it is
+    non-decreasing, so where the window's maximum is positive it keeps the same winner,
+    and where it is not, both orders give a zero gradient.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, b: Tensor, gamma: Tensor, beta: Tensor,
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor, gamma: Tensor, shift: Tensor,
                 eps: float, chunk: int) -> Tensor:
         mean, var = _batch_statistics(x, w, b, chunk)
         invstd = torch.rsqrt(var + eps)
         out, which, x_hat = [], [], []
         for xc in x.split(chunk):
             z = _conv(xc, w, b)
-            pooled, k = max_pool_2x2(F.batch_norm(z, mean, var, gamma, beta, False, 0.0, eps))
+            pooled, k = max_pool_2x2(F.batch_norm(z, mean, var, gamma, shift, False, 0.0, eps))
             out.append(pooled.relu_())
             which.append(k)
             x_hat.append((_at(z, k) - mean.view(1, -1, 1, 1)) * invstd.view(1, -1, 1, 1))
@@ -215,11 +228,11 @@ def lean_logits(net: nn.Module, params: Mapping[str, Tensor], x: Tensor, *, chun
     check_conv4_blocks(net)
     h = x
     for i, block in enumerate(net.backbone.encoder):
-        w, b, gamma, beta = (params[f"backbone.encoder.{i}.{k}"] for k in ("0.weight", "0.bias", "1.weight", "1.bias"))
+        w, b, gamma, shift = (params[f"backbone.encoder.{i}.{k}"] for k in ("0.weight", "0.bias", "1.weight", "1.bias"))
         if i < lean_blocks:
-            h = ConvBlock.apply(h, w, b, gamma, beta, block[1].eps, chunk)
+            h = ConvBlock.apply(h, w, b, gamma, shift, block[1].eps, chunk)
         else:
-            h = F.batch_norm(F.conv2d(h, w, b, padding=1), None, None, gamma, beta, True, 0.0, block[1].eps)
+            h = F.batch_norm(F.conv2d(h, w, b, padding=1), None, None, gamma, shift, True, 0.0, block[1].eps)
             h = F.max_pool2d(F.relu(h), 2)
     return F.linear(h.flatten(1), params["head.weight"], params["head.bias"])
 
@@ -228,11 +241,19 @@ def check_conv4_blocks(net: nn.Module) -> None:
     """Raise unless ``net`` is a :class:`~fewshot_tutorial.backbones.MAMLNet`: blocks of a 3x3
     convolution (padding 1), batch norm with batch statistics, ReLU and 2x2 max-pooling."""
     blocks = getattr(getattr(net, "backbone", None), "encoder", None)
-    ok = blocks is not None and hasattr(net, "head") and all(
-        len(blk) == 4 and isinstance(blk[0], nn.Conv2d) and blk[0].kernel_size == (3, 3)
-        and blk[0].padding == (1, 1) and blk[0].stride == (1, 1) and isinstance(blk[1], TaskBatchNorm2d)
-        and not blk[1].composite and isinstance(blk[2], nn.ReLU) and isinstance(blk[3], nn.MaxPool2d)
-        and blk[3].kernel_size in (2, (2, 2)) for blk in blocks)
+    def conv4_block(blk: nn.Module) -> bool:
+        if not (isinstance(blk, nn.Sequential) and len(blk) == 4):
+            return False
+        conv, norm, relu, pool = blk
+        return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3)
+                and conv.padding == (1, 1) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+                and conv.groups == 1 and conv.bias is not None and conv.padding_mode == "zeros"
+                and isinstance(norm, TaskBatchNorm2d) and not norm.composite and isinstance(relu, nn.ReLU)
+                and isinstance(pool, nn.MaxPool2d) and pool.kernel_size in (2, (2, 2))
+                and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0)) and pool.dilation in (1, (1, 1))
+                and not pool.ceil_mode and not pool.return_indices)
+
+    ok = blocks is not None and hasattr(net, "head") and all(conv4_block(blk) for blk in blocks)
     if not ok:
         raise TypeError(f"recompute works on MAMLNet's Conv4 blocks (conv 3x3, batch norm with batch "
                         f"statistics, ReLU, 2x2 max-pool), not on {type(net).__name__}; "

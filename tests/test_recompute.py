@@ -65,12 +65,12 @@ def test_max_pool_2x2_picks_the_element_max_pool2d_picks_ties_included(side):
     assert torch.equal(rows * side + cols, flat)
 
 
-def tiny_net_and_tasks(n_tasks: int = 2, dtype=torch.float64):
+def tiny_net_and_tasks(n_tasks: int = 2, dtype=torch.float64, side: int = 16):
     torch.manual_seed(0)
-    method = MAML(train_way=3, hidden=8, image_size=16).to(dtype)
+    method = MAML(train_way=3, hidden=8, image_size=side).to(dtype)
     g = torch.Generator().manual_seed(1)
-    tasks = [Episode((torch.rand(3, 1, 16, 16, generator=g) > 0.6).to(dtype), torch.arange(3),
-                     (torch.rand(9, 1, 16, 16, generator=g) > 0.6).to(dtype), torch.arange(3).repeat_interleave(3),
+    tasks = [Episode((torch.rand(3, 1, side, side, generator=g) > 0.6).to(dtype), torch.arange(3),
+                     (torch.rand(9, 1, side, side, generator=g) > 0.6).to(dtype), torch.arange(3).repeat_interleave(3),
                      n_way=3) for _ in range(n_tasks)]
     return method, tasks
 
@@ -105,8 +105,9 @@ def test_adapt_recomputed_equals_adapt_values_and_meta_gradient():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_lean_logits_equal_the_network_values_and_gradients():
-    method, (task, _) = tiny_net_and_tasks()
+@pytest.mark.parametrize("side", [16, 18])  # 18: 9 x 9 maps after the first block, odd
+def test_lean_logits_equal_the_network_values_and_gradients(side):
+    method, (task, _) = tiny_net_and_tasks(side=side)
     params = params_of(method.net)
     for lean_blocks in (1, 4):
         lean = lean_logits(method.net, params, task.query_x, chunk=4, lean_blocks=lean_blocks)
@@ -173,3 +174,23 @@ def test_recompute_steps_aside_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not method.recomputes("cpu")
     assert method.recomputes("cpu")
+
+
+def test_a_parameter_the_support_loss_does_not_use_gets_the_outer_gradient_unchanged():
+    """Its row of the step's Jacobian is the identity: v passes through (no Hessian term)."""
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    unused = torch.tensor([3.0], dtype=torch.float64, requires_grad=True)
+    new_a, new_unused = SGDStep.apply(lambda t: (t[0] ** 3).sum(), 0.1, a, unused)
+    torch.testing.assert_close(new_unused, unused)
+    ga, gu = torch.autograd.grad((new_a.sum() + 5 * new_unused).sum(), (a, unused))
+    torch.testing.assert_close(gu, torch.tensor([5.0], dtype=torch.float64))
+    torch.testing.assert_close(ga, 1 - 0.1 * 6 * a.detach())  # v - alpha H v, H = diag(6 a)
+
+
+def test_a_pool_that_rounds_up_is_not_a_conv4_block():
+    from fewshot_tutorial.recompute import check_conv4_blocks
+
+    method, _ = tiny_net_and_tasks()
+    method.net.backbone.encoder[1][3] = torch.nn.MaxPool2d(2, ceil_mode=True)
+    with pytest.raises(TypeError, match="use recompute=False"):
+        check_conv4_blocks(method.net)
