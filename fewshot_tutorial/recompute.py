@@ -62,6 +62,7 @@ class SGDStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, support_loss: Callable[[list[Tensor]], Tensor], alpha: float,
                 *theta: Tensor) -> tuple[Tensor, ...]:
+        """``theta'``, one tensor per parameter; saves ``theta``."""
         with torch.enable_grad():
             leaves = [p.detach().requires_grad_() for p in theta]
             g = _grads(support_loss(leaves), leaves)
@@ -72,12 +73,15 @@ class SGDStep(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, *v: Tensor) -> tuple[Tensor | None, ...]:
+        """``v - alpha H_S(theta) v`` for every parameter ({eq}`eq-maml-step-vjp`)."""
         with torch.enable_grad():
             leaves = [p.detach().requires_grad_() for p in ctx.saved_tensors]
             g = _grads(ctx.support_loss(leaves), leaves, create_graph=True)
-            used = [i for i, gi in enumerate(g) if gi.requires_grad]  # not a leaf the loss ignores
-            hv = torch.autograd.grad([g[i] for i in used], leaves, grad_outputs=[v[i] for i in used],
-                                     allow_unused=True) if used else [None] * len(v)
+            used = [i for i, gi in enumerate(g) if gi.requires_grad]  # a leaf L_S uses
+            hv = [None] * len(v)
+            if used:
+                gs, vs = [g[i] for i in used], [v[i] for i in used]
+                hv = torch.autograd.grad(gs, leaves, vs, allow_unused=True)
         vjp = [vi if h is None else vi - ctx.alpha * h for vi, h in zip(v, hv)]
         return (None, None, *vjp)  # eq-maml-step-vjp (none for support_loss, alpha)
 
@@ -178,6 +182,7 @@ class ConvBlock(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor, b: Tensor, gamma: Tensor, shift: Tensor,
                 eps: float, chunk: int) -> Tensor:
+        """The block's output ``[B, C, H // 2, W // 2]``, a chunk at a time."""
         mean, var = _batch_statistics(x, w, b, chunk)
         invstd = torch.rsqrt(var + eps)
         out, which, x_hat = [], [], []
@@ -195,6 +200,7 @@ class ConvBlock(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        """Gradients for ``x`` (if needed), ``w``, ``b``, ``gamma`` and ``shift``."""
         x, w, b, gamma, mean, invstd, out, which, x_hat = ctx.saved_tensors
         col = (1, -1, 1, 1)
         g = grad_out * (out > 0)  # the gradient at each window's maximum, after ReLU
