@@ -20,9 +20,11 @@ Training: the package's ProtoNet (Conv4) on ``--way``-way 1-shot episodes throug
 channels-last where the engine chooses them, every training image distorted by
 :class:`~fewshot_tutorial.augment.RandomAffine` unless ``--no-augment``. Test-time
 augmentation ``--tta K`` embeds each image and K distorted copies and averages the
-embeddings.
+embeddings (:func:`~fewshot_tutorial.augment.tta_predict`). ``--within-alphabet F``
+draws a fraction F of the training episodes within one alphabet, support and queries by
+different drawers, as Lake's runs are (:class:`~fewshot_tutorial.data.WithinAlphabetSampler`).
 
-Writes ``benchmarks/results/lake_<final|holdout>.json`` with provenance. Usage:
+Writes ``benchmarks/results/lake_<final|holdout>[_<tag>].json`` with provenance. Usage:
 ``python benchmarks/bench_lake.py [--minutes 30] [--holdout 0] [--tta 0 8]``
 """
 
@@ -37,8 +39,9 @@ from pathlib import Path
 import torch
 
 from fewshot_tutorial import ProtoNet, evaluate, fit, load_lake_runs, load_omniglot, score_lake
-from fewshot_tutorial.augment import RandomAffine
-from fewshot_tutorial.data.within_alphabet import alphabet_of
+from fewshot_tutorial.augment import RandomAffine, tta_predict
+from fewshot_tutorial.data import EpisodeSampler
+from fewshot_tutorial.data.within_alphabet import WithinAlphabetSampler, alphabet_of
 from fewshot_tutorial.device import get_device
 from fewshot_tutorial.lake import LAKE_PUBLISHED
 
@@ -57,23 +60,17 @@ def split_alphabets(dataset, n_holdout: int, seed: int = 0):
     return sorted(train), sorted(i for a in held for i in by_alphabet[a]), held
 
 
-def tta_predict(model: ProtoNet, n_copies: int, device: torch.device, seed: int = 1):
-    """``episode -> logits``: prototypes and queries from the mean embedding of each image
-    and ``n_copies`` distorted copies of it."""
-    augment = RandomAffine(seed=seed)
-
-    @torch.no_grad()
-    def predict(episode):
-        model.eval()
-
-        def embed(x):
-            x = x.to(device)
-            return torch.stack([model.embed(x)] + [model.embed(augment(x)) for _ in range(n_copies)]).mean(0)
-
-        return model.head(embed(episode.support_x), episode.support_y.to(device), embed(episode.query_x),
-                          episode.n_way).float()
-
-    return predict
+def mixed_episodes(dataset, n_way: int, n_query: int, fraction: float, seed: int):
+    """Endless 1-shot episodes: each within one alphabet with probability ``fraction``
+    (:class:`WithinAlphabetSampler`; alphabets with fewer than ``n_way`` characters are
+    never drawn there), else from all classes (:class:`EpisodeSampler`)."""
+    if not 0 <= fraction <= 1:
+        raise SystemExit(f"--within-alphabet is a fraction between 0 and 1, got {fraction}")
+    within = iter(WithinAlphabetSampler(dataset, n_way, 1, n_query, seed=seed))
+    anywhere = iter(EpisodeSampler(dataset, n_way, 1, n_query, seed=seed + 1))
+    coin = random.Random(seed)
+    while True:
+        yield next(within) if coin.random() < fraction else next(anywhere)
 
 
 def main() -> None:
@@ -84,8 +81,12 @@ def main() -> None:
     ap.add_argument("--query", type=int, default=5, help="queries per class in a training episode")
     ap.add_argument("--lr", type=float, default=3e-3, help="Adam's initial rate (cosine schedule)")
     ap.add_argument("--no-augment", action="store_true", help="train on the images as they are")
+    ap.add_argument("--within-alphabet", type=float, default=0.0, metavar="FRACTION",
+                    help="this fraction of the training episodes is drawn within one alphabet, support and "
+                         "queries by different drawers, as Lake's runs are (the rest from all classes)")
     ap.add_argument("--tta", type=int, nargs="+", default=[0], help="distorted copies averaged at test time")
     ap.add_argument("--val-episodes", type=int, default=400, help="within-alphabet tuning episodes (20 trials)")
+    ap.add_argument("--tag", default="", help="suffix of the result file's name (lake_<mode>_<tag>.json)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -98,12 +99,15 @@ def main() -> None:
           + f"; device {device}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}", flush=True)
     torch.manual_seed(args.seed)
     model = ProtoNet(train_way=args.way, train_shot=1, train_query=args.query)
+    if args.within_alphabet:
+        model.batches = lambda dataset, seed: mixed_episodes(dataset, args.way, args.query, args.within_alphabet,
+                                                             seed)
     augment = None if args.no_augment else RandomAffine(seed=args.seed)
     hist = fit(model, train_data, max_seconds=60 * args.minutes, lr=args.lr, lr_schedule="cosine", seed=args.seed,
                device=device, augment=augment, progress=False)
     print(f"trained {hist.steps} episodes of {args.way}-way 1-shot in {hist.seconds / 60:.1f} min "
           f"({hist.provenance['precision']}, channels_last={hist.provenance['channels_last']}, "
-          f"augment={augment is not None})", flush=True)
+          f"augment={augment is not None}, within_alphabet={args.within_alphabet})", flush=True)
     model.eval()
     results = {}
     if held:
@@ -127,7 +131,8 @@ def main() -> None:
     out = {
         "mode": "holdout" if held else "final",
         "setup": {"minutes": args.minutes, "train_way": args.way, "train_shot": 1, "train_query": args.query,
-                  "lr": args.lr, "schedule": "cosine", "augment": repr(augment), "held_out_alphabets": held,
+                  "lr": args.lr, "schedule": "cosine", "augment": repr(augment),
+                  "within_alphabet": args.within_alphabet, "held_out_alphabets": held,
                   "train_characters": train_data.n_classes, "tta": args.tta,
                   "threads": torch.get_num_threads(), "load_average_after": list(os.getloadavg())},
         "training": {"episodes": hist.steps, "seconds": round(hist.seconds, 1)},
@@ -137,7 +142,7 @@ def main() -> None:
         "provenance": {**hist.provenance, "script": "benchmarks/bench_lake.py"},
     }
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"lake_{out['mode']}.json"
+    path = RESULTS / f"lake_{out['mode']}{'_' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 

@@ -19,7 +19,14 @@ longer, on a GPU) and next to the plain float32 run quoted in issue 8 (98.4 / 99
 
 ``--precision float32 --no-channels-last --schedule constant`` is the plain recipe.
 
-Usage: ``python benchmarks/bench_protonet_vinyals.py [--minutes 30] [--episodes 1000]``
+``--augment`` distorts every training image with
+:class:`~fewshot_tutorial.augment.RandomAffine` (rotations within 10 degrees stay far
+from the split's 90-degree classes); ``--tta K`` also scores each setting with the
+embeddings averaged over K distorted copies (:func:`~fewshot_tutorial.augment.tta_predict`).
+``--save PATH`` keeps the trained weights; ``--load PATH`` scores saved weights without
+training (the budget is then the one the weights were trained with).
+
+Usage: ``python benchmarks/bench_protonet_vinyals.py [--minutes 30] [--episodes 1000] [--augment] [--tta 0 4]``
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pathlib import Path
 import torch
 
 from fewshot_tutorial import ProtoNet, evaluate, fit, load_omniglot
+from fewshot_tutorial.augment import RandomAffine, tta_predict
 from fewshot_tutorial.device import get_device
 from fewshot_tutorial.evaluation import make_predict
 
@@ -50,6 +58,10 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--no-channels-last", action="store_true")
     ap.add_argument("--episodes", type=int, default=1000, help="test episodes per setting")
+    ap.add_argument("--augment", action="store_true", help="distort every training image (RandomAffine)")
+    ap.add_argument("--tta", type=int, nargs="+", default=[0], help="distorted copies averaged at test time")
+    ap.add_argument("--save", type=Path, help="write the trained weights here")
+    ap.add_argument("--load", type=Path, help="score these weights (from --save) instead of training")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -60,35 +72,55 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}", flush=True)
     torch.manual_seed(args.seed)
     model = ProtoNet(train_way=args.way, train_shot=1, train_query=5)
-    hist = fit(model, train_data, max_seconds=60 * args.minutes, lr=args.lr, lr_schedule=args.schedule, seed=args.seed,
-               device=device, precision=args.precision, channels_last=not args.no_channels_last)
-    print(f"trained {hist.steps} episodes of {args.way}-way 1-shot in {hist.seconds / 60:.1f} min "
-          f"({hist.steps / hist.seconds:.2f} episodes/s, {hist.provenance['precision']}, "
-          f"channels_last={hist.provenance['channels_last']})", flush=True)
-    predict = make_predict(model, device, precision=args.precision)
+    augment = RandomAffine(seed=args.seed) if args.augment else None
+    if args.load:
+        saved = torch.load(args.load, map_location=device)
+        model.load_state_dict(saved["state_dict"])
+        model.to(device)
+        hist_info, provenance = saved["training"], saved["provenance"]
+        print(f"loaded {args.load}: {hist_info}", flush=True)
+    else:
+        hist = fit(model, train_data, max_seconds=60 * args.minutes, lr=args.lr, lr_schedule=args.schedule,
+                   seed=args.seed, device=device, precision=args.precision,
+                   channels_last=not args.no_channels_last, augment=augment, progress=False)
+        hist_info = {"episodes": hist.steps, "seconds": round(hist.seconds, 1),
+                     "episodes_per_s": round(hist.steps / hist.seconds, 2)}
+        provenance = hist.provenance
+        print(f"trained {hist.steps} episodes of {args.way}-way 1-shot in {hist.seconds / 60:.1f} min "
+              f"({hist.steps / hist.seconds:.2f} episodes/s, {provenance['precision']}, "
+              f"channels_last={provenance['channels_last']}, augment={augment is not None})", flush=True)
+        if args.save:
+            torch.save({"state_dict": model.state_dict(), "training": hist_info, "provenance": provenance},
+                       args.save)
     results = {}
-    for w, k in SETTINGS:
-        r = evaluate(predict, test_data, w, k, n_query=15, n_episodes=args.episodes, seed=0, device=device,
-                     progress=False)
-        results[f"{w}-way {k}-shot"] = r.as_dict()
-    print(f"\n{'Vinyals test split':16s} {'ours':>14s} {'Snell et al.':>13s} {'plain fp32, 30 min':>19s}")
-    for s, r in results.items():
-        print(f"{s:16s} {100 * r['accuracy']:7.2f} ± {100 * r['ci95']:.2f} {SNELL_TABLE1[s]:13.1f} "
-              f"{PLAIN_FLOAT32_30MIN[s]:19.1f}")
+    for t in args.tta:
+        predict = make_predict(model, device, precision=args.precision) if t == 0 else \
+            tta_predict(model, t, device)
+        for w, k in SETTINGS:
+            r = evaluate(predict, test_data, w, k, n_query=15, n_episodes=args.episodes, seed=0, device=device,
+                         progress=False)
+            results.setdefault(f"tta={t}", {})[f"{w}-way {k}-shot"] = r.as_dict()
+            print(f"TTA {t}, {w}-way {k}-shot: {100 * r.accuracy:.2f} ± {100 * r.ci95:.2f}", flush=True)
+    for t, res in results.items():
+        print(f"\n{'Vinyals test, ' + t:20s} {'ours':>14s} {'Snell et al.':>13s} {'plain fp32, 30 min':>19s}")
+        for s, r in res.items():
+            print(f"{s:20s} {100 * r['accuracy']:7.2f} ± {100 * r['ci95']:.2f} {SNELL_TABLE1[s]:13.1f} "
+                  f"{PLAIN_FLOAT32_30MIN[s]:19.1f}")
     out = {
         "setup": {"minutes": args.minutes, "train_way": args.way, "train_shot": 1, "train_query": 5,
                   "lr": args.lr, "schedule": args.schedule, "test_episodes": args.episodes, "test_query": 15,
                   "train_split": "vinyals/trainval", "test_split": "vinyals/test",
+                  "augment": repr(augment), "tta": args.tta,
                   "threads": torch.get_num_threads(), "load_average_after": list(os.getloadavg())},
-        "training": {"episodes": hist.steps, "seconds": round(hist.seconds, 1),
-                     "episodes_per_s": round(hist.steps / hist.seconds, 2)},
+        "training": hist_info,
         "results": results,
         "snell_et_al_2017_table1": SNELL_TABLE1,
         "plain_float32_30min_issue8": PLAIN_FLOAT32_30MIN,
-        "provenance": {**hist.provenance, "script": "benchmarks/bench_protonet_vinyals.py"},
+        "provenance": {**provenance, "script": "benchmarks/bench_protonet_vinyals.py"},
     }
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"protonet_vinyals_{hist.provenance['precision']}.json"
+    augmented = provenance.get("augment") not in (None, "None")
+    path = RESULTS / f"protonet_vinyals_{provenance['precision']}{'_augment' if augmented else ''}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"\nwrote {path}")
 

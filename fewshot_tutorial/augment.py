@@ -116,3 +116,45 @@ def augment_batch(batch: Any, augment: RandomAffine) -> Any:
         return augment(batch)
     raise TypeError(f"augment applies to episodes and batches of images [B, C, H, W], not "
                     f"{type(batch).__name__}; distort the images of your own batches before fit")
+
+
+def tta_predict(model: Any, n_copies: int, device: torch.device | str = "cpu",
+                augment: RandomAffine | None = None):
+    """``episode -> logits [n_query, n_way]`` with test-time augmentation.
+
+    Every support and query image is embedded as it is and as ``n_copies`` distorted
+    copies (each its own map, drawn by ``augment``, default ``RandomAffine(seed=1)``);
+    the ``n_copies + 1`` embeddings are averaged, and the model's head classifies the
+    queries from the averages. ``n_copies=0`` is the model's own prediction.
+
+    Args:
+        model: a metric-learning method with ``embed(x [B, C, H, W]) -> [B, D]`` and
+            ``head(support_z, support_y, query_z, n_way) -> logits`` (ProtoNet and its
+            variants).
+        n_copies: distorted copies per image, ``>= 0``.
+
+    Raises:
+        TypeError: the model has no ``embed`` and ``head`` to average between.
+        ValueError: ``n_copies`` is negative.
+    """
+    if not (callable(getattr(model, "embed", None)) and callable(getattr(model, "head", None))):
+        raise TypeError(f"tta_predict averages embeddings, so it needs a model with embed and head "
+                        f"(ProtoNet and its variants); {type(model).__name__} has not both")
+    if not isinstance(n_copies, int) or n_copies < 0:
+        raise ValueError(f"tta_predict: n_copies must be an integer >= 0, got {n_copies!r}")
+    augment = RandomAffine(seed=1) if augment is None else augment
+    device = torch.device(device)
+
+    @torch.no_grad()
+    def predict(episode: Episode) -> torch.Tensor:
+        model.eval()
+
+        def embed(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(device)
+            views = [model.embed(x)] + [model.embed(augment(x)) for _ in range(n_copies)]
+            return torch.stack(views).float().mean(0)
+
+        return model.head(embed(episode.support_x), episode.support_y.to(device), embed(episode.query_x),
+                          episode.n_way).float()
+
+    return predict

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fewshot_tutorial import ProtoNet, fit
-from fewshot_tutorial.augment import RandomAffine, affine_matrices, augment_batch
+from fewshot_tutorial.augment import RandomAffine, affine_matrices, augment_batch, tta_predict
 from fewshot_tutorial.data import Episode, FewShotDataset, SequenceEpisode
 
 
@@ -114,3 +114,37 @@ def test_fit_distorts_every_training_batch():
     plain = next(iter(model.batches(data, 0)))   # the same seeded episode, undistorted
     assert torch.equal(seen[0].support_y, plain.support_y)
     assert not torch.allclose(seen[0].support_x, plain.support_x)
+
+
+def _toy_episode() -> tuple[ProtoNet, Episode]:
+    torch.manual_seed(0)
+    model = ProtoNet(ProtoNet.Config(image_size=16, hidden=8)).eval()
+    x = torch.rand(3 * 3, 1, 16, 16)
+    y = torch.arange(3).repeat_interleave(3)
+    return model, Episode(x[::3], y[::3], x, y, 3)
+
+
+def test_tta_averages_the_embeddings_of_distorted_copies():
+    """The logits are the head applied to the mean of the plain and the distorted embeddings."""
+    model, ep = _toy_episode()
+    with torch.no_grad():
+        assert torch.allclose(tta_predict(model, 0)(ep), model.predict(ep), atol=1e-6)
+        # copies that are not distorted change nothing
+        assert torch.allclose(tta_predict(model, 3, augment=RandomAffine(0, 0, 0, 0))(ep), model.predict(ep),
+                              atol=1e-5)
+        # by hand, with the same seeded draws in the same order (support, then query)
+        aug = RandomAffine(seed=7)
+        s_views = [model.embed(ep.support_x)] + [model.embed(aug(ep.support_x)) for _ in range(2)]
+        q_views = [model.embed(ep.query_x)] + [model.embed(aug(ep.query_x)) for _ in range(2)]
+        by_hand = model.head(sum(s_views) / 3, ep.support_y, sum(q_views) / 3, 3)
+        got = tta_predict(model, 2, augment=RandomAffine(seed=7))(ep)
+        assert torch.allclose(got, by_hand, atol=1e-5)
+        assert not torch.allclose(got, model.predict(ep), rtol=1e-2, atol=0)  # the copies count
+
+
+def test_tta_refuses_what_it_cannot_average():
+    model, _ = _toy_episode()
+    with pytest.raises(ValueError, match="n_copies"):
+        tta_predict(model, -1)
+    with pytest.raises(TypeError, match="embed and head"):
+        tta_predict(torch.nn.Linear(2, 2), 1)
