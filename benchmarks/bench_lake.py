@@ -23,6 +23,7 @@ augmentation ``--tta K`` embeds each image and K distorted copies and averages t
 embeddings (:func:`~fewshot_tutorial.augment.tta_predict`). ``--within-alphabet F``
 draws a fraction F of the training episodes within one alphabet, support and queries by
 different drawers, as Lake's runs are (:class:`~fewshot_tutorial.data.WithinAlphabetSampler`).
+``--no-last-pool`` drops Conv4's last max-pool (a 576-dimensional embedding, not 64).
 
 Writes ``benchmarks/results/lake_<final|holdout>[_<tag>].json`` with provenance. Usage:
 ``python benchmarks/bench_lake.py [--minutes 30] [--holdout 0] [--tta 0 8]``
@@ -64,8 +65,6 @@ def mixed_episodes(dataset, n_way: int, n_query: int, fraction: float, seed: int
     """Endless 1-shot episodes: each within one alphabet with probability ``fraction``
     (:class:`WithinAlphabetSampler`; alphabets with fewer than ``n_way`` characters are
     never drawn there), else from all classes (:class:`EpisodeSampler`)."""
-    if not 0 <= fraction <= 1:
-        raise SystemExit(f"--within-alphabet is a fraction between 0 and 1, got {fraction}")
     within = iter(WithinAlphabetSampler(dataset, n_way, 1, n_query, seed=seed))
     anywhere = iter(EpisodeSampler(dataset, n_way, 1, n_query, seed=seed + 1))
     coin = random.Random(seed)
@@ -84,11 +83,20 @@ def main() -> None:
     ap.add_argument("--within-alphabet", type=float, default=0.0, metavar="FRACTION",
                     help="this fraction of the training episodes is drawn within one alphabet, support and "
                          "queries by different drawers, as Lake's runs are (the rest from all classes)")
+    ap.add_argument("--no-last-pool", action="store_true",
+                    help="drop Conv4's last max-pool: a 64 x 3 x 3 = 576-dimensional embedding instead of 64")
     ap.add_argument("--tta", type=int, nargs="+", default=[0], help="distorted copies averaged at test time")
     ap.add_argument("--val-episodes", type=int, default=400, help="within-alphabet tuning episodes (20 trials)")
-    ap.add_argument("--tag", default="", help="suffix of the result file's name (lake_<mode>_<tag>.json)")
+    ap.add_argument("--tag", default="", help="suffix of the result file's name, lake_<mode>_<tag>.json "
+                    "(default: from the training options that differ from the plain run)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if not 0 <= args.within_alphabet <= 1:
+        raise SystemExit(f"--within-alphabet is a fraction between 0 and 1, got {args.within_alphabet}")
+    # a run with other training options gets its own file: the README quotes the plain ones
+    options = [f"within{round(100 * args.within_alphabet)}"] if args.within_alphabet else []
+    options += (["nolastpool"] if args.no_last_pool else []) + (["noaugment"] if args.no_augment else [])
+    tag = args.tag or "_".join(options)
 
     device = get_device()
     background = load_omniglot(split="background")
@@ -99,6 +107,8 @@ def main() -> None:
           + f"; device {device}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}", flush=True)
     torch.manual_seed(args.seed)
     model = ProtoNet(train_way=args.way, train_shot=1, train_query=args.query)
+    if args.no_last_pool:  # the last block's 3x3 map, flattened, is the embedding
+        model.backbone.encoder[-1][-1] = torch.nn.Identity()
     if args.within_alphabet:
         model.batches = lambda dataset, seed: mixed_episodes(dataset, args.way, args.query, args.within_alphabet,
                                                              seed)
@@ -107,7 +117,8 @@ def main() -> None:
                device=device, augment=augment, progress=False)
     print(f"trained {hist.steps} episodes of {args.way}-way 1-shot in {hist.seconds / 60:.1f} min "
           f"({hist.provenance['precision']}, channels_last={hist.provenance['channels_last']}, "
-          f"augment={augment is not None}, within_alphabet={args.within_alphabet})", flush=True)
+          f"augment={augment is not None}, within_alphabet={args.within_alphabet}, "
+          f"last_pool={not args.no_last_pool})", flush=True)
     model.eval()
     results = {}
     if held:
@@ -116,7 +127,8 @@ def main() -> None:
             predict = model if k == 0 else tta_predict(model, k, device)
             r = evaluate(predict, val_data, 20, 1, 1, n_episodes=args.val_episodes, seed=args.seed + 1,
                          device=device, within_alphabet=True, progress=False)
-            results[f"tta={k}"] = {"error": 1 - r.accuracy, "ci95": r.ci95, "trials": 20 * r.n}
+            results[f"tta={k}"] = {"error": 1 - r.accuracy, "ci95": r.ci95, "trials": 20 * r.n,
+                                   "per_episode_accuracy": list(r.per_episode)}
             print(f"held-out within-alphabet 20-way 1-shot, TTA {k}: error {100 * (1 - r.accuracy):.2f}% "
                   f"± {100 * r.ci95:.2f} ({20 * r.n} trials)", flush=True)
     else:
@@ -132,7 +144,8 @@ def main() -> None:
         "mode": "holdout" if held else "final",
         "setup": {"minutes": args.minutes, "train_way": args.way, "train_shot": 1, "train_query": args.query,
                   "lr": args.lr, "schedule": "cosine", "augment": repr(augment),
-                  "within_alphabet": args.within_alphabet, "held_out_alphabets": held,
+                  "within_alphabet": args.within_alphabet, "last_pool": not args.no_last_pool,
+                  "held_out_alphabets": held,
                   "train_characters": train_data.n_classes, "tta": args.tta,
                   "threads": torch.get_num_threads(), "load_average_after": list(os.getloadavg())},
         "training": {"episodes": hist.steps, "seconds": round(hist.seconds, 1)},
@@ -142,7 +155,7 @@ def main() -> None:
         "provenance": {**hist.provenance, "script": "benchmarks/bench_lake.py"},
     }
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"lake_{out['mode']}{'_' + args.tag if args.tag else ''}.json"
+    path = RESULTS / f"lake_{out['mode']}{'_' + tag if tag else ''}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 

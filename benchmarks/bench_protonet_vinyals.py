@@ -15,18 +15,20 @@ Prints the four accuracies with 95% confidence intervals next to Snell et al. (2
 Table 1 (98.8 / 99.7 / 96.0 / 98.9; they train a separate model per shot, for far
 longer, on a GPU) and next to the plain float32 run quoted in issue 8 (98.4 / 99.6 /
 94.6 / 98.7 after 30 minutes here). Writes
-``benchmarks/results/protonet_vinyals_<precision>.json`` with provenance.
+``benchmarks/results/protonet_vinyals_<precision>[_augment][_rescored].json`` with
+provenance (``results``: the model as it is; ``results_tta``: with copies averaged).
 
 ``--precision float32 --no-channels-last --schedule constant`` is the plain recipe.
 
 ``--augment`` distorts every training image with
 :class:`~fewshot_tutorial.augment.RandomAffine` (rotations within 10 degrees stay far
 from the split's 90-degree classes); ``--tta K`` also scores each setting with the
-embeddings averaged over K distorted copies (:func:`~fewshot_tutorial.augment.tta_predict`).
+embeddings averaged over K distorted copies, in the same precision
+(:func:`~fewshot_tutorial.augment.tta_predict`).
 ``--save PATH`` keeps the trained weights; ``--load PATH`` scores saved weights without
 training (the budget is then the one the weights were trained with).
 
-Usage: ``python benchmarks/bench_protonet_vinyals.py [--minutes 30] [--episodes 1000] [--augment] [--tta 0 4]``
+Usage: ``python benchmarks/bench_protonet_vinyals.py [--minutes 30] [--episodes 1000] [--augment] [--tta 4]``
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def main() -> None:
     ap.add_argument("--no-channels-last", action="store_true")
     ap.add_argument("--episodes", type=int, default=1000, help="test episodes per setting")
     ap.add_argument("--augment", action="store_true", help="distort every training image (RandomAffine)")
-    ap.add_argument("--tta", type=int, nargs="+", default=[0], help="distorted copies averaged at test time")
+    ap.add_argument("--tta", type=int, nargs="+", default=[], help="also score with this many distorted copies "
+                    "averaged at test time (the model as it is is always scored)")
     ap.add_argument("--save", type=Path, help="write the trained weights here")
     ap.add_argument("--load", type=Path, help="score these weights (from --save) instead of training")
     ap.add_argument("--seed", type=int, default=0)
@@ -73,12 +76,14 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = ProtoNet(train_way=args.way, train_shot=1, train_query=5)
     augment = RandomAffine(seed=args.seed) if args.augment else None
-    if args.load:
+    setup = {"minutes": args.minutes, "train_way": args.way, "train_shot": 1, "train_query": 5, "lr": args.lr,
+             "schedule": args.schedule, "train_split": "vinyals/trainval", "augment": repr(augment)}
+    if args.load:  # the training setup is the saved one
         saved = torch.load(args.load, map_location=device)
         model.load_state_dict(saved["state_dict"])
         model.to(device)
-        hist_info, provenance = saved["training"], saved["provenance"]
-        print(f"loaded {args.load}: {hist_info}", flush=True)
+        hist_info, provenance, setup = saved["training"], saved["provenance"], saved["setup"]
+        print(f"loaded {args.load}: {setup}, {hist_info}", flush=True)
     else:
         hist = fit(model, train_data, max_seconds=60 * args.minutes, lr=args.lr, lr_schedule=args.schedule,
                    seed=args.seed, device=device, precision=args.precision,
@@ -90,37 +95,38 @@ def main() -> None:
               f"({hist.steps / hist.seconds:.2f} episodes/s, {provenance['precision']}, "
               f"channels_last={provenance['channels_last']}, augment={augment is not None})", flush=True)
         if args.save:
-            torch.save({"state_dict": model.state_dict(), "training": hist_info, "provenance": provenance},
-                       args.save)
-    results = {}
-    for t in args.tta:
+            torch.save({"state_dict": model.state_dict(), "training": hist_info, "provenance": provenance,
+                        "setup": setup}, args.save)
+    # the model as it is, then with distorted copies averaged (same precision, same 1,000 episodes)
+    scored = {}
+    for t in [0] + [t for t in args.tta if t > 0]:
         predict = make_predict(model, device, precision=args.precision) if t == 0 else \
-            tta_predict(model, t, device)
+            tta_predict(model, t, device, precision=args.precision)
         for w, k in SETTINGS:
             r = evaluate(predict, test_data, w, k, n_query=15, n_episodes=args.episodes, seed=0, device=device,
                          progress=False)
-            results.setdefault(f"tta={t}", {})[f"{w}-way {k}-shot"] = r.as_dict()
+            scored.setdefault(t, {})[f"{w}-way {k}-shot"] = r.as_dict(per_episode=True)
             print(f"TTA {t}, {w}-way {k}-shot: {100 * r.accuracy:.2f} ± {100 * r.ci95:.2f}", flush=True)
-    for t, res in results.items():
-        print(f"\n{'Vinyals test, ' + t:20s} {'ours':>14s} {'Snell et al.':>13s} {'plain fp32, 30 min':>19s}")
+    for t, res in scored.items():
+        print(f"\n{'Vinyals test, TTA ' + str(t):20s} {'ours':>14s} {'Snell et al.':>13s} {'plain fp32, 30 min':>19s}")
         for s, r in res.items():
             print(f"{s:20s} {100 * r['accuracy']:7.2f} ± {100 * r['ci95']:.2f} {SNELL_TABLE1[s]:13.1f} "
                   f"{PLAIN_FLOAT32_30MIN[s]:19.1f}")
     out = {
-        "setup": {"minutes": args.minutes, "train_way": args.way, "train_shot": 1, "train_query": 5,
-                  "lr": args.lr, "schedule": args.schedule, "test_episodes": args.episodes, "test_query": 15,
-                  "train_split": "vinyals/trainval", "test_split": "vinyals/test",
-                  "augment": repr(augment), "tta": args.tta,
-                  "threads": torch.get_num_threads(), "load_average_after": list(os.getloadavg())},
+        "setup": {**setup, "test_episodes": args.episodes, "test_query": 15, "test_split": "vinyals/test",
+                  "tta": sorted(scored), "threads": torch.get_num_threads(),
+                  "load_average_after": list(os.getloadavg())},
         "training": hist_info,
-        "results": results,
+        "results": scored[0],  # the model as it is
+        "results_tta": {f"tta={t}": res for t, res in scored.items() if t > 0},
         "snell_et_al_2017_table1": SNELL_TABLE1,
         "plain_float32_30min_issue8": PLAIN_FLOAT32_30MIN,
         "provenance": {**provenance, "script": "benchmarks/bench_protonet_vinyals.py"},
     }
     RESULTS.mkdir(exist_ok=True)
-    augmented = provenance.get("augment") not in (None, "None")
-    path = RESULTS / f"protonet_vinyals_{provenance['precision']}{'_augment' if augmented else ''}.json"
+    augmented = setup["augment"] not in (None, "None")
+    name = f"protonet_vinyals_{provenance['precision']}{'_augment' if augmented else ''}"
+    path = RESULTS / f"{name}{'_rescored' if args.load else ''}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"\nwrote {path}")
 

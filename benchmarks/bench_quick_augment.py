@@ -70,8 +70,7 @@ def main() -> None:
                                                       seed=args.seed + 1, device=device, within_alphabet=True,
                                                       progress=False),
         }
-        runs[name] = {"seconds": round(seconds, 1), "precision": hist.provenance["precision"],
-                      "augment": repr(augment)}
+        runs[name] = {"seconds": round(seconds, 1), "augment": repr(augment), "provenance": hist.provenance}
         print(f"{name:9s} trained in {seconds:.0f} s: " + "; ".join(
             f"{s} {100 * r.accuracy:.2f} ± {100 * r.ci95:.2f} %" for s, r in scores[name].items()), flush=True)
     diffs = {s: paired_difference(scores["distorted"][s], scores["plain"][s]) for s in scores["plain"]}
@@ -84,7 +83,8 @@ def main() -> None:
         "training": runs,
         "results": {n: {s: r.as_dict() for s, r in res.items()} for n, res in scores.items()},
         "distorted_minus_plain": {s: d.as_dict() for s, d in diffs.items()},
-        "provenance": {**hist.provenance, "script": "benchmarks/bench_quick_augment.py"},
+        "provenance": {**{k: hist.provenance[k] for k in ("device", "hardware", "torch", "date", "precision")},
+                       "script": "benchmarks/bench_quick_augment.py"},
     }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "quick_augment.json"

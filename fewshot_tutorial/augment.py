@@ -118,43 +118,54 @@ def augment_batch(batch: Any, augment: RandomAffine) -> Any:
                     f"{type(batch).__name__}; distort the images of your own batches before fit")
 
 
-def tta_predict(model: Any, n_copies: int, device: torch.device | str = "cpu",
-                augment: RandomAffine | None = None):
-    """``episode -> logits [n_query, n_way]`` with test-time augmentation.
+def tta_predict(method: Any, n_copies: int, device: torch.device | str | None = None,
+                augment: RandomAffine | None = None, precision: str | None = None):
+    """``episode -> logits [n_query, n_way]`` (float32) with test-time augmentation.
 
     Every support and query image is embedded as it is and as ``n_copies`` distorted
-    copies (each its own map, drawn by ``augment``, default ``RandomAffine(seed=1)``);
-    the ``n_copies + 1`` embeddings are averaged, and the model's head classifies the
-    queries from the averages. ``n_copies=0`` is the model's own prediction.
+    copies (each its own map); the ``n_copies + 1`` embeddings are averaged in float32,
+    and the method's head classifies the queries from the averages. It runs as
+    :func:`~fewshot_tutorial.evaluation.make_predict` does: the method in eval mode on
+    ``device`` (channels-last where the method uses it), under ``no_grad`` and the
+    method's autocast precision, so ``n_copies=0`` is the method's own prediction (up to
+    embedding support and queries in two calls instead of one).
 
     Args:
-        model: a metric-learning method with ``embed(x [B, C, H, W]) -> [B, D]`` and
+        method: a metric-learning method with ``embed(x [B, C, H, W]) -> [B, D]`` and
             ``head(support_z, support_y, query_z, n_way) -> logits`` (ProtoNet and its
             variants).
         n_copies: distorted copies per image, ``>= 0``.
+        device: where to run (default: where the method's parameters are).
+        augment: the distortions (default ``RandomAffine(seed=1)``). It is shared by all
+            calls and its draws go on, so the same episode scored twice gets other copies.
+        precision: autocast precision (default: the method's own, as in ``make_predict``).
 
     Raises:
-        TypeError: the model has no ``embed`` and ``head`` to average between.
+        TypeError: the method has no ``embed`` and ``head`` to average between.
         ValueError: ``n_copies`` is negative.
     """
-    if not (callable(getattr(model, "embed", None)) and callable(getattr(model, "head", None))):
-        raise TypeError(f"tta_predict averages embeddings, so it needs a model with embed and head "
-                        f"(ProtoNet and its variants); {type(model).__name__} has not both")
+    from .device import autocast, autocast_dtype, for_inference, use_channels_last
+
+    if not (callable(getattr(method, "embed", None)) and callable(getattr(method, "head", None))):
+        raise TypeError(f"tta_predict averages embeddings, so it needs a method with embed and head "
+                        f"(ProtoNet and its variants); {type(method).__name__} has not both")
     if not isinstance(n_copies, int) or n_copies < 0:
         raise ValueError(f"tta_predict: n_copies must be an integer >= 0, got {n_copies!r}")
     augment = RandomAffine(seed=1) if augment is None else augment
-    device = torch.device(device)
+    device = next(method.parameters()).device if device is None else torch.device(device)
+    mode = getattr(method, "channels_last", "auto")
+    cl = use_channels_last(device) if mode == "auto" else bool(mode)
+    for_inference(method, device, cl)
+    dtype = autocast_dtype(device, precision or getattr(method, "precision", "auto"))
 
-    @torch.no_grad()
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        views = [method.embed(x)] + [method.embed(augment(x)) for _ in range(n_copies)]
+        return torch.stack([v.float() for v in views]).mean(0)
+
     def predict(episode: Episode) -> torch.Tensor:
-        model.eval()
-
-        def embed(x: torch.Tensor) -> torch.Tensor:
-            x = x.to(device)
-            views = [model.embed(x)] + [model.embed(augment(x)) for _ in range(n_copies)]
-            return torch.stack(views).float().mean(0)
-
-        return model.head(embed(episode.support_x), episode.support_y.to(device), embed(episode.query_x),
-                          episode.n_way).float()
+        episode = episode.to(device, channels_last=cl)
+        with torch.no_grad(), autocast(device, dtype):
+            return method.head(embed(episode.support_x), episode.support_y, embed(episode.query_x),
+                               episode.n_way).float()
 
     return predict

@@ -10,6 +10,7 @@ import torch
 from fewshot_tutorial import ProtoNet, fit
 from fewshot_tutorial.augment import RandomAffine, affine_matrices, augment_batch, tta_predict
 from fewshot_tutorial.data import Episode, FewShotDataset, SequenceEpisode
+from fewshot_tutorial.evaluation import make_predict
 
 
 def blob(n: int = 4, size: int = 28) -> torch.Tensor:
@@ -118,7 +119,7 @@ def test_fit_distorts_every_training_batch():
 
 def _toy_episode() -> tuple[ProtoNet, Episode]:
     torch.manual_seed(0)
-    model = ProtoNet(ProtoNet.Config(image_size=16, hidden=8)).eval()
+    model = ProtoNet(ProtoNet.Config(image_size=16, hidden=8))
     x = torch.rand(3 * 3, 1, 16, 16)
     y = torch.arange(3).repeat_interleave(3)
     return model, Episode(x[::3], y[::3], x, y, 3)
@@ -127,19 +128,34 @@ def _toy_episode() -> tuple[ProtoNet, Episode]:
 def test_tta_averages_the_embeddings_of_distorted_copies():
     """The logits are the head applied to the mean of the plain and the distorted embeddings."""
     model, ep = _toy_episode()
+    model.train()  # tta_predict must put it in eval mode (batch norm's running statistics)
+    got0 = tta_predict(model, 0, precision="float32")(ep)
+    assert not model.training and not got0.requires_grad  # eval mode, no graph, outside no_grad too
+    plain = make_predict(model, "cpu", precision="float32")(ep)
+    assert torch.allclose(got0, plain, atol=1e-6)
+    # copies that are not distorted change nothing
+    assert torch.allclose(tta_predict(model, 3, augment=RandomAffine(0, 0, 0, 0), precision="float32")(ep),
+                          plain, atol=1e-5)
+    # by hand, with the same seeded draws in the same order (support, then query)
     with torch.no_grad():
-        assert torch.allclose(tta_predict(model, 0)(ep), model.predict(ep), atol=1e-6)
-        # copies that are not distorted change nothing
-        assert torch.allclose(tta_predict(model, 3, augment=RandomAffine(0, 0, 0, 0))(ep), model.predict(ep),
-                              atol=1e-5)
-        # by hand, with the same seeded draws in the same order (support, then query)
         aug = RandomAffine(seed=7)
         s_views = [model.embed(ep.support_x)] + [model.embed(aug(ep.support_x)) for _ in range(2)]
         q_views = [model.embed(ep.query_x)] + [model.embed(aug(ep.query_x)) for _ in range(2)]
         by_hand = model.head(sum(s_views) / 3, ep.support_y, sum(q_views) / 3, 3)
-        got = tta_predict(model, 2, augment=RandomAffine(seed=7))(ep)
-        assert torch.allclose(got, by_hand, atol=1e-5)
-        assert not torch.allclose(got, model.predict(ep), rtol=1e-2, atol=0)  # the copies count
+    got = tta_predict(model, 2, augment=RandomAffine(seed=7), precision="float32")(ep)
+    assert torch.allclose(got, by_hand, atol=1e-5)
+    assert not torch.allclose(got, plain, rtol=1e-2, atol=0)  # the copies count
+
+
+def test_tta_runs_as_make_predict_does():
+    """Under the method's autocast (bfloat16 here) the plain path agrees with make_predict's,
+    and every tensor goes to the device asked for (the meta device catches CPU strays)."""
+    model, ep = _toy_episode()
+    a = tta_predict(model, 0, device="cpu", precision="bfloat16")(ep)
+    b = make_predict(model, "cpu", precision="bfloat16")(ep)
+    assert a.dtype == torch.float32 and torch.allclose(a, b, rtol=0.05, atol=1e-4)
+    out = tta_predict(model, 2, device="meta", precision="float32")(ep)
+    assert out.device.type == "meta" and out.shape == (9, 3)
 
 
 def test_tta_refuses_what_it_cannot_average():
