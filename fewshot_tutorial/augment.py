@@ -144,7 +144,8 @@ def tta_predict(method: Any, n_copies: int, device: torch.device | str | None = 
         TypeError: the method has no ``embed`` and ``head`` to average between.
         ValueError: ``n_copies`` is negative.
     """
-    from .device import autocast, autocast_dtype, for_inference, use_channels_last
+    from .device import autocast
+    from .evaluation import prepare_for_inference
 
     if not (callable(getattr(method, "embed", None)) and callable(getattr(method, "head", None))):
         raise TypeError(f"tta_predict averages embeddings, so it needs a method with embed and head "
@@ -153,10 +154,7 @@ def tta_predict(method: Any, n_copies: int, device: torch.device | str | None = 
         raise ValueError(f"tta_predict: n_copies must be an integer >= 0, got {n_copies!r}")
     augment = RandomAffine(seed=1) if augment is None else augment
     device = next(method.parameters()).device if device is None else torch.device(device)
-    mode = getattr(method, "channels_last", "auto")
-    cl = use_channels_last(device) if mode == "auto" else bool(mode)
-    for_inference(method, device, cl)
-    dtype = autocast_dtype(device, precision or getattr(method, "precision", "auto"))
+    cl, dtype = prepare_for_inference(method, device, precision)
 
     def embed(x: torch.Tensor) -> torch.Tensor:
         views = [method.embed(x)] + [method.embed(augment(x)) for _ in range(n_copies)]

@@ -57,6 +57,16 @@ def confidence_interval(accuracies: torch.Tensor | list[float]) -> EvalResult:
     return EvalResult(a.mean().item(), 1.96 * s / math.sqrt(n), n, tuple(a.tolist()))
 
 
+def prepare_for_inference(method: Method, device: torch.device,
+                          precision: str | None = None) -> tuple[bool, torch.dtype | None]:
+    """Put ``method`` in eval mode on ``device`` (channels-last where it uses it); return
+    ``(channels_last, autocast dtype)`` for its calls (``precision``: default the method's own)."""
+    mode = getattr(method, "channels_last", "auto")
+    cl = use_channels_last(device) if mode == "auto" else bool(mode)
+    for_inference(method, device, cl)
+    return cl, autocast_dtype(device, precision or getattr(method, "precision", "auto"))
+
+
 def make_predict(method: Method, device: torch.device | str, precision: str | None = None) -> Predict:
     """``method``'s ``predict`` as :func:`evaluate` runs it, ``episode -> logits [Q, n_way]`` in float32.
 
@@ -65,9 +75,7 @@ def make_predict(method: Method, device: torch.device | str, precision: str | No
     the method's autocast precision.
     """
     device = torch.device(device)
-    cl = use_channels_last(device) if method.channels_last == "auto" else bool(method.channels_last)
-    for_inference(method, device, cl)
-    dtype = autocast_dtype(device, precision or method.precision)
+    cl, dtype = prepare_for_inference(method, device, precision)
 
     def predict(episode: Episode) -> torch.Tensor:
         episode = episode.to(device, channels_last=cl)
